@@ -1,0 +1,11 @@
+{% import 'macros.sql' as m with context %}
+-- One row per distinct songplays.start_time; parts are derived in UTC. Sorted like the fact.
+CREATE TABLE IF NOT EXISTS time (
+    start_time TIMESTAMP NOT NULL PRIMARY KEY,
+    hour       SMALLINT NOT NULL,
+    day        SMALLINT NOT NULL,
+    week       SMALLINT NOT NULL,
+    month      SMALLINT NOT NULL,
+    year       SMALLINT NOT NULL,
+    weekday    SMALLINT NOT NULL
+){{ m.distribution('ALL', sortkey='start_time') }};

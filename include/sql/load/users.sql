@@ -1,0 +1,57 @@
+{% import 'macros.sql' as m with context %}
+-- Users take name, gender and level from their latest event (by ts) in any loaded hour.
+-- 'merge' refreshes the users seen in the window; 'truncate-insert' rebuilds every user.
+{{ m.lock('users') }}
+
+CREATE TEMP TABLE users_latest AS
+{% if dialect == 'postgres' -%}
+-- Walks each user's events newest first on (userid, ts) and stops at the first loaded one.
+SELECT latest.*
+FROM (
+    SELECT DISTINCT userid FROM staging_events
+    WHERE userid IS NOT NULL
+    {%- if mode == 'merge' %} AND ts >= %(window_start)s AND ts < %(window_end)s{% endif %}
+) seen
+CROSS JOIN LATERAL (
+    SELECT e.userid AS user_id, e.firstname AS first_name, e.lastname AS last_name, e.gender, e.level
+    FROM staging_events e
+    WHERE e.userid = seen.userid
+      AND EXISTS (SELECT 1 FROM loaded_hours h WHERE h.hour_start = date_trunc('hour', e.ts))
+    ORDER BY e.ts DESC, e.sessionid DESC, e.iteminsession DESC, e.level, e.firstname, e.lastname, e.gender
+    LIMIT 1
+) latest;
+{%- else -%}
+SELECT user_id, first_name, last_name, gender, level
+FROM (
+    SELECT e.userid AS user_id, e.firstname AS first_name, e.lastname AS last_name, e.gender, e.level,
+           ROW_NUMBER() OVER (PARTITION BY e.userid
+                              ORDER BY e.ts DESC, e.sessionid DESC, e.iteminsession DESC,
+                                       e.level, e.firstname, e.lastname, e.gender) AS recency
+    FROM staging_events e
+    JOIN loaded_hours h ON h.hour_start = date_trunc('hour', e.ts)
+    WHERE e.userid IS NOT NULL
+    {%- if mode == 'merge' %}
+      AND e.userid IN (SELECT userid FROM staging_events
+                       WHERE ts >= %(window_start)s AND ts < %(window_end)s)
+    {%- endif %}
+) ranked
+WHERE recency = 1;
+{%- endif %}
+
+{% if mode == 'truncate-insert' -%}
+DELETE FROM users;
+{%- else -%}
+UPDATE users
+SET first_name = l.first_name, last_name = l.last_name, gender = l.gender, level = l.level
+FROM users_latest l
+WHERE users.user_id = l.user_id
+  AND ({{ m.differs('users.first_name', 'l.first_name') }} OR {{ m.differs('users.last_name', 'l.last_name') }}
+       OR {{ m.differs('users.gender', 'l.gender') }} OR {{ m.differs('users.level', 'l.level') }});
+{%- endif %}
+
+INSERT INTO users (user_id, first_name, last_name, gender, level)
+SELECT l.user_id, l.first_name, l.last_name, l.gender, l.level
+FROM users_latest l
+WHERE NOT EXISTS (SELECT 1 FROM users WHERE users.user_id = l.user_id);
+
+DROP TABLE users_latest;

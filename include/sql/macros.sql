@@ -1,0 +1,27 @@
+{#- Dialect helpers shared by the SQL templates. `dialect` is 'postgres' or 'redshift'. -#}
+
+{% macro distribution(style, key=none, sortkey=none) -%}
+{%- if dialect == 'redshift' %}
+DISTSTYLE {{ style }}{% if key %} DISTKEY ({{ key }}){% endif %}{% if sortkey %} SORTKEY ({{ sortkey }}){% endif %}
+{%- endif %}
+{%- endmacro %}
+
+{#- Postgres needs explicit indexes where Redshift relies on sort keys and zone maps. -#}
+{% macro index(name, table, columns) -%}
+{%- if dialect == 'postgres' -%}
+CREATE INDEX IF NOT EXISTS {{ name }} ON {{ table }} ({{ columns }});
+{%- endif %}
+{%- endmacro %}
+
+{% macro lock(table) -%}
+{%- if dialect == 'redshift' -%}
+LOCK {{ table }};
+{%- else -%}
+LOCK TABLE {{ table }} IN SHARE ROW EXCLUSIVE MODE;
+{%- endif %}
+{%- endmacro %}
+
+{#- True when two nullable values differ (Redshift has no IS DISTINCT FROM). -#}
+{% macro differs(a, b) -%}
+NOT ({{ a }} = {{ b }} OR ({{ a }} IS NULL AND {{ b }} IS NULL))
+{%- endmacro %}

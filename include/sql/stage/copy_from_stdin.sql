@@ -1,0 +1,1 @@
+COPY {{ table }} ({{ columns | join(', ') }}, source_key, source_line) FROM STDIN

@@ -1,0 +1,339 @@
+"""Stage JSON from S3 into a warehouse staging table, once per object version."""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from functools import cached_property
+from typing import TYPE_CHECKING, Any, Iterable, Iterator, Sequence
+
+from airflow.sdk.exceptions import AirflowFailException
+from airflow.sdk import BaseOperator
+
+from sparkify.records import Column, FormatError, RecordError, RecordParser
+from sparkify.warehouse import Warehouse, split_statements
+from sparkify.window import days_in_window, resolve_window
+
+if TYPE_CHECKING:
+    from airflow.providers.amazon.aws.hooks.s3 import S3Hook
+    from airflow.sdk import Context
+
+IDENTIFIER = re.compile(r"^[a-z_][a-z0-9_]*$")
+RAW_TEXT_LIMIT = 2000
+PROGRESS_EVERY_LINES = 250_000
+
+
+def validate_identifier(name: str, what: str) -> str:
+    if not IDENTIFIER.match(name):
+        raise AirflowFailException(f"{what} {name!r} is not a plain lower-case SQL identifier")
+    return name
+
+
+@dataclass(frozen=True)
+class SourceObject:
+    key: str
+    etag: str
+    size: int
+
+
+@dataclass
+class ObjectLoad:
+    lines_read: int = 0
+    rows_staged: int = 0
+    rows_rejected: int = 0
+
+
+class StageToRedshiftOperator(BaseOperator):
+    """
+    Stage JSON objects from S3 into a warehouse staging table.
+
+    Modelled on the amazon provider's ``S3ToRedshiftOperator``. Against a Redshift
+    connection it issues ``COPY`` with a manifest of the new objects; against a PostgreSQL
+    connection it streams each object through ``S3Hook`` and writes with ``COPY FROM STDIN``,
+    applying the same JSON rules (see ``sparkify.records``).
+
+    Each object version is staged once: a ledger keyed by (table, key) remembers the ETag.
+    Unchanged objects are skipped and a changed object replaces the rows it staged before.
+
+    :param table: staging table to load.
+    :param s3_bucket: bucket holding the data.
+    :param s3_key: an object key, or a prefix ending in ``/``. With ``window_start`` and
+        ``window_end`` it is a pattern formatted once per UTC day of the window, e.g.
+        ``log_data/{day:%Y}/{day:%m}/{day:%Y-%m-%d}-events.json``.
+    :param json_format: ``'auto'``, ``'auto ignorecase'`` or ``s3://bucket/jsonpaths.json``.
+    :param region: the bucket's AWS region (Redshift's COPY needs it).
+    :param max_errors: rejected records allowed per COPY (per object on PostgreSQL) before
+        the load fails, like Redshift's MAXERROR.
+    :param upsert_keys: on Redshift, staged rows whose keys match a new row are replaced.
+    """
+
+    template_fields: Sequence[str] = (
+        "s3_bucket", "s3_key", "json_format", "region", "window_start", "window_end", "max_errors",
+    )
+    template_fields_renderers = {"s3_key": "py"}
+    ui_color = "#99e699"
+
+    def __init__(
+        self,
+        *,
+        table: str,
+        s3_bucket: str,
+        s3_key: str,
+        json_format: str = "auto",
+        region: str | None = None,
+        window_start: str | None = None,
+        window_end: str | None = None,
+        max_errors: int | str = 0,
+        upsert_keys: Sequence[str] = (),
+        manifest_prefix: str = "manifests",
+        aws_conn_id: str = "aws_default",
+        redshift_conn_id: str = "redshift_default",
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        self.table = table
+        self.s3_bucket = s3_bucket
+        self.s3_key = s3_key
+        self.json_format = json_format
+        self.region = region
+        self.window_start = window_start
+        self.window_end = window_end
+        self.max_errors = max_errors
+        self.upsert_keys = list(upsert_keys)
+        self.manifest_prefix = manifest_prefix
+        self.aws_conn_id = aws_conn_id
+        self.redshift_conn_id = redshift_conn_id
+
+    @cached_property
+    def warehouse(self) -> Warehouse:
+        return Warehouse(self.redshift_conn_id)
+
+    @cached_property
+    def s3(self) -> S3Hook:
+        from airflow.providers.amazon.aws.hooks.s3 import S3Hook
+
+        return S3Hook(aws_conn_id=self.aws_conn_id)
+
+    def execute(self, context: Context) -> dict[str, int]:
+        validate_identifier(self.table, "table")
+        for key in self.upsert_keys:
+            validate_identifier(key, "upsert key")
+        try:
+            self.max_errors = int(self.max_errors)
+        except ValueError:
+            raise AirflowFailException(f"max_errors={self.max_errors!r} is not an integer") from None
+        if not self.s3.check_for_bucket(self.s3_bucket):
+            raise AirflowFailException(f"bucket {self.s3_bucket!r} does not exist or is not readable")
+
+        listed = list(self._list_objects())
+        staged = self._staged_versions()
+        new = [obj for obj in listed if staged.get(obj.key) != obj.etag]
+        self.log.info(
+            "%s: %d objects listed, %d new or changed, %d unchanged and skipped (%s bytes new)",
+            self.table, len(listed), len(new), len(listed) - len(new), f"{sum(o.size for o in new):,}",
+        )
+        if not new:
+            self.log.info("%s: nothing new to stage; 0 rows staged", self.table)
+            return {"objects_listed": len(listed), "objects_new": 0, "rows_staged": 0, "rows_rejected": 0}
+
+        run_id = context["run_id"]
+        if self.warehouse.dialect == "redshift":
+            totals = self._copy_from_s3(new, run_id)
+        else:
+            totals = self._stream_into_postgres(new, run_id)
+        return {"objects_listed": len(listed), "objects_new": len(new), **totals}
+
+    # -- which objects ------------------------------------------------------------------
+
+    def _list_objects(self) -> Iterator[SourceObject]:
+        if self.window_start or self.window_end:
+            window_start, window_end = resolve_window(self.window_start, self.window_end)
+            for day in days_in_window(window_start, window_end):
+                key = self.s3_key.format(day=day)
+                head = self.s3.head_object(key, self.s3_bucket)
+                if head is None:
+                    self.log.info("%s: no object s3://%s/%s for %s; no events that day", self.table, self.s3_bucket, key, day)
+                    continue
+                yield SourceObject(key, head["ETag"].strip('"'), head["ContentLength"])
+        elif self.s3_key.endswith("/"):
+            for meta in self.s3.iter_file_metadata(prefix=self.s3_key, bucket_name=self.s3_bucket):
+                if not meta["Key"].endswith("/"):
+                    yield SourceObject(meta["Key"], meta["ETag"].strip('"'), meta["Size"])
+        else:
+            head = self.s3.head_object(self.s3_key, self.s3_bucket)
+            if head is None:
+                self.log.info("%s: no object s3://%s/%s", self.table, self.s3_bucket, self.s3_key)
+                return
+            yield SourceObject(self.s3_key, head["ETag"].strip('"'), head["ContentLength"])
+
+    def _staged_versions(self) -> dict[str, str]:
+        rows = self.warehouse.hook.get_records(
+            self._sql("stage/stage_load_ledger_versions.sql"), parameters={"table": self.table}
+        )
+        return dict(rows)
+
+    # -- PostgreSQL: stream, parse, COPY FROM STDIN ----------------------------------------
+
+    def _stream_into_postgres(self, objects: list[SourceObject], run_id: str) -> dict[str, int]:
+        try:
+            parser = RecordParser(self._columns(), self.json_format, self._jsonpaths())
+        except FormatError as err:
+            raise AirflowFailException(f"{self.table}: {self.json_format}: {err}") from None
+        columns = [column.name for column in parser.columns]
+        copy_sql = self._sql("stage/copy_from_stdin.sql", columns=columns)
+        started = time.monotonic()
+        totals = ObjectLoad()
+        for obj in objects:
+            load = self._stage_object(obj, parser, copy_sql, run_id)
+            totals.lines_read += load.lines_read
+            totals.rows_staged += load.rows_staged
+            totals.rows_rejected += load.rows_rejected
+        seconds = time.monotonic() - started
+        self.log.info(
+            "%s: staged %s rows from %d objects, %d rejected, %s lines read in %.1f s (%s rows/s)",
+            self.table, f"{totals.rows_staged:,}", len(objects), totals.rows_rejected,
+            f"{totals.lines_read:,}", seconds, f"{totals.rows_staged / max(seconds, 1e-9):,.0f}",
+        )
+        return {"lines_read": totals.lines_read, "rows_staged": totals.rows_staged, "rows_rejected": totals.rows_rejected}
+
+    def _stage_object(self, obj: SourceObject, parser: RecordParser, copy_sql: str, run_id: str) -> ObjectLoad:
+        """Replace one object's staged rows in a single transaction, with its ledger entry."""
+        params = {"table": self.table, "s3_key": obj.key}
+        load = ObjectLoad()
+        rejects: list[dict[str, Any]] = []
+        started = time.monotonic()
+        with self.warehouse.transaction() as cursor:
+            cursor.execute(self._sql("stage/lock_object.sql"), params)
+            cursor.execute(self._sql("stage/stage_load_ledger_etag.sql"), params)
+            current = cursor.fetchone()
+            if current and current[0] == obj.etag:
+                self.log.info("%s: s3://%s/%s was staged meanwhile by another run; skipped", self.table, self.s3_bucket, obj.key)
+                return load
+            for statement in split_statements(self._sql("stage/staging_object_rows.sql")):
+                cursor.execute(statement, params)
+            with cursor.copy(copy_sql) as copy:
+                for line_number, line in self._read_lines(obj):
+                    load.lines_read += 1
+                    try:
+                        row = parser.parse(line)
+                    except RecordError as err:
+                        load.rows_rejected += 1
+                        rejects.append(self._reject(obj, line_number, line, err, run_id))
+                        if load.rows_rejected > self.max_errors:
+                            raise AirflowFailException(
+                                f"{self.table}: s3://{self.s3_bucket}/{obj.key} line {line_number}: {err} "
+                                f"({load.rows_rejected} rejects exceed max_errors={self.max_errors}; nothing from this object was staged)"
+                            ) from None
+                        continue
+                    copy.write_row((*row, obj.key, line_number))
+                    load.rows_staged += 1
+                    if load.lines_read % PROGRESS_EVERY_LINES == 0:
+                        self.log.info("%s: %s ... %s lines so far", self.table, obj.key, f"{load.lines_read:,}")
+            if rejects:
+                cursor.executemany(self._sql("stage/stage_rejects.sql"), rejects)
+            for statement in split_statements(self._sql("stage/stage_load_ledger.sql")):
+                cursor.execute(statement, {
+                    **params, "etag": obj.etag, "size_bytes": obj.size, "lines_read": load.lines_read,
+                    "rows_staged": load.rows_staged, "rows_rejected": load.rows_rejected,
+                    "run_id": run_id, "loaded_at": _utcnow(),
+                })
+        for reject in rejects[:5]:
+            self.log.warning("%s: rejected %s line %s: %s", self.table, obj.key, reject["source_line"], reject["reason"])
+        seconds = time.monotonic() - started
+        self.log.info(
+            "%s: s3://%s/%s (%s bytes): %s lines, %s staged, %d rejected, %.2f s",
+            self.table, self.s3_bucket, obj.key, f"{obj.size:,}", f"{load.lines_read:,}",
+            f"{load.rows_staged:,}", load.rows_rejected, seconds,
+        )
+        return load
+
+    def _read_lines(self, obj: SourceObject) -> Iterator[tuple[int, bytes]]:
+        """Stream the exact version listed (If-Match) line by line; blank lines are not records."""
+        body = self.s3.get_conn().get_object(Bucket=self.s3_bucket, Key=obj.key, IfMatch=f'"{obj.etag}"')["Body"]
+        for line_number, line in enumerate(_lines(body.iter_chunks(1 << 20)), start=1):
+            if line.strip():
+                yield line_number, line
+
+    def _reject(self, obj: SourceObject, line_number: int, line: bytes, err: RecordError, run_id: str) -> dict[str, Any]:
+        return {
+            "table": self.table, "s3_key": obj.key, "source_line": line_number, "field": err.field,
+            "reason": str(err)[:1000], "raw_text": line[:RAW_TEXT_LIMIT].decode("utf-8", "replace"),
+            "run_id": run_id, "rejected_at": _utcnow(),
+        }
+
+    def _columns(self) -> list[Column]:
+        rows = self.warehouse.hook.get_records(self._sql("stage/columns.sql"), parameters={"table": self.table})
+        if not rows:
+            raise AirflowFailException(f"staging table {self.table!r} does not exist; run create_tables first")
+        return [Column(name, data_type, length, nullable == "YES") for name, data_type, length, nullable in rows]
+
+    def _jsonpaths(self) -> bytes | None:
+        if not self.json_format.startswith("s3://"):
+            return None
+        bucket, _, key = self.json_format[len("s3://"):].partition("/")
+        if self.s3.head_object(key, bucket) is None:
+            raise AirflowFailException(f"JSONPaths file {self.json_format} does not exist")
+        return self.s3.get_conn().get_object(Bucket=bucket, Key=key)["Body"].read()
+
+    # -- Redshift: COPY with a manifest -----------------------------------------------------
+
+    def _copy_from_s3(self, objects: list[SourceObject], run_id: str) -> dict[str, int]:
+        if not self.upsert_keys:
+            raise AirflowFailException(f"{self.table}: upsert_keys are required to replace changed objects on Redshift")
+        manifest_key = f"{self.manifest_prefix}/{self.table}/{re.sub(r'[^A-Za-z0-9_.-]', '_', run_id)}.manifest"
+        manifest = {"entries": [{"url": f"s3://{self.s3_bucket}/{obj.key}", "mandatory": True} for obj in objects]}
+        self.s3.load_string(json.dumps(manifest), manifest_key, self.s3_bucket, replace=True)
+        columns = [column.name for column in self._columns()]
+        sql = self._sql(
+            "stage/copy_from_s3.sql", columns=columns, upsert_keys=self.upsert_keys,
+            manifest_url=f"s3://{self.s3_bucket}/{manifest_key}", credentials=self._credentials_clause(),
+            region=self.region or self.s3.conn_region_name, json_format=self.json_format.replace("'", "''"),
+            max_errors=self.max_errors,
+        )
+        params = {"table": self.table, "run_id": run_id}
+        with self.warehouse.transaction() as cursor:
+            for statement in split_statements(sql):
+                cursor.execute(statement, params)
+            for obj in objects:
+                for statement in split_statements(self._sql("stage/stage_load_ledger.sql")):
+                    cursor.execute(statement, {
+                        **params, "s3_key": obj.key, "etag": obj.etag, "size_bytes": obj.size,
+                        "lines_read": None, "rows_staged": None, "rows_rejected": None, "loaded_at": _utcnow(),
+                    })
+        self.log.info("%s: COPY of %d objects from manifest s3://%s/%s complete", self.table, len(objects), self.s3_bucket, manifest_key)
+        return {}
+
+    def _credentials_clause(self) -> str:
+        from airflow.sdk.log import mask_secret
+
+        role_arn = self.s3.conn_config.role_arn if self.s3.conn_config else None
+        if role_arn:
+            return f"IAM_ROLE '{role_arn}'"
+        credentials = self.s3.get_credentials()
+        for secret in (credentials.secret_key, credentials.token):
+            if secret:
+                mask_secret(secret)
+        clause = f"ACCESS_KEY_ID '{credentials.access_key}' SECRET_ACCESS_KEY '{credentials.secret_key}'"
+        return clause + (f" SESSION_TOKEN '{credentials.token}'" if credentials.token else "")
+
+    def _sql(self, template: str, **extra: Any) -> str:
+        env = self.get_template_env()
+        return env.get_template(template).render(dialect=self.warehouse.dialect, table=self.table, **extra)
+
+
+def _lines(chunks: Iterable[bytes]) -> Iterator[bytes]:
+    """Split a byte stream on newlines without holding more than one chunk and one line."""
+    pending = b""
+    for chunk in chunks:
+        pieces = (pending + chunk).split(b"\n")
+        pending = pieces.pop()
+        yield from pieces
+    if pending:
+        yield pending
+
+
+def _utcnow() -> datetime:
+    return datetime.now(timezone.utc).replace(tzinfo=None)
