@@ -2,8 +2,8 @@
 ``SQLColumnCheckOperator`` and ``SQLTableCheckOperator``.
 
 ``window_column`` scopes a table's checks to the run's window, so their cost follows the
-hour and an empty hour passes. Table checks are aggregates, so they return one row even
-when the window is empty.
+hour and an empty hour passes. Table checks (allowed values, ranges, references, reconciliation)
+are written as aggregates so they return one row, and pass, when the window is empty.
 """
 
 from __future__ import annotations
@@ -49,13 +49,10 @@ QUALITY_CHECKS: dict[str, dict] = {
     },
     "time": {
         "window_column": "start_time",
-        "columns": {
-            "start_time": KEY,
-            "hour": {"null_check": {"equal_to": 0}, "min": {"geq_to": 0}, "max": {"leq_to": 23}},
-            "day": {"null_check": {"equal_to": 0}, "min": {"geq_to": 1}, "max": {"leq_to": 31}},
-            "week": {"null_check": {"equal_to": 0}, "min": {"geq_to": 1}, "max": {"leq_to": 53}},
-            "month": {"null_check": {"equal_to": 0}, "min": {"geq_to": 1}, "max": {"leq_to": 12}},
-            "weekday": {"null_check": {"equal_to": 0}, "min": {"geq_to": 0}, "max": {"leq_to": 6}},
+        "columns": {"start_time": KEY, **{part: NOT_NULL for part in ("hour", "day", "week", "month", "year", "weekday")}},
+        "table": {
+            f"{part}_in_range": {"check_statement": f"COUNT(*) = COUNT(CASE WHEN {part} BETWEEN {low} AND {high} THEN 1 END)"}
+            for part, low, high in (("hour", 0, 23), ("day", 1, 31), ("week", 1, 53), ("month", 1, 12), ("weekday", 0, 6))
         },
     },
     "users": {

@@ -1,0 +1,57 @@
+"""Test session setup: a private PostgreSQL and S3 endpoint on free ports, and Airflow
+pointed at them.
+
+Airflow reads its configuration when first imported, so the environment is set here,
+before any test module imports it.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+for path in (str(REPO), str(REPO / "plugins")):
+    if path not in sys.path:
+        sys.path.insert(0, path)
+
+from scripts.stack import LocalStack  # noqa: E402
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+STATE_DIR = Path(tempfile.mkdtemp(prefix="sparkify-tests-", dir="/tmp"))
+STATE_DIR.chmod(0o755)
+STACK = LocalStack(STATE_DIR, pg_port=free_port(), s3_port=free_port(), api_port=free_port(), bucket="sparkify-test")
+os.environ.update(STACK.env())
+os.environ["SPARKIFY_START_DATE"] = "2018-11-01"
+
+
+@pytest.fixture(scope="session")
+def servers():
+    """PostgreSQL (warehouse + Airflow metadata) and the S3 endpoint, for the whole session."""
+    STACK.start_postgres()
+    STACK.start_s3()
+    yield STACK
+    if "airflow.settings" in sys.modules:
+        # Close Airflow's pooled connections before the server goes away.
+        sys.modules["airflow.settings"].dispose_orm()
+    STACK.stop_s3()
+    STACK.stop_postgres()
+
+
+@pytest.fixture(scope="session")
+def airflow_db(servers):
+    """A migrated Airflow metadata database (dag.test() needs one)."""
+    subprocess.run([sys.executable, "-m", "airflow", "db", "migrate"], check=True, capture_output=True, env=os.environ.copy())
+    return servers
