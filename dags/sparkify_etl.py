@@ -1,17 +1,31 @@
 """
 ### Sparkify ETL: S3 JSON → staging → star schema, hourly
 
-Each run processes one window **[start, end)**: the scheduled data interval (one hour),
-or the `start`/`end` params of a manual run.
+Each run processes one window **[start, end)** in UTC: the scheduled data interval (one
+hour), or the `start`/`end` params of a manual run.
 
-1. `create_tables` makes sure every table exists (idempotent).
-2. `stage_events` and `stage_songs` copy **new or changed** S3 objects into staging.
-   A ledger keyed by object key and ETag skips what was already staged.
-3. `load_songplays_fact` replaces the window's songplays; dimension loads follow.
-4. `quality_checks` verify keys, allowed values, references and reconciliation for the window.
+**Data flow**
 
-Re-running a run, running hours in any order, or one long window instead of many hourly
-runs all give the same warehouse.
+1. `create_tables` creates any missing table (idempotent).
+2. `stage_events` and `stage_songs` copy **new or changed** S3 objects into `staging_events`
+   and `staging_songs`. A ledger (`stage_load_ledger`) keyed by object key and ETag skips
+   what is already staged; a changed object replaces the rows it staged before. Records that
+   can't be staged go to `stage_rejects` with file, line and reason.
+3. `load_songplays_fact` replaces the window's `songplays` and records the window's hours
+   in `loaded_hours`. `load_time_dim` and `load_users_dim` follow; `load_songs_dim` and
+   `load_artists_dim` merge the staged songs.
+4. `quality_checks` verify the window: keys not null and unique, allowed values, references
+   from `songplays` to every dimension, and that `songplays` matches the staged plays.
+
+**Re-run an hour**: clear its run (or its failed task) in the grid; every task replaces
+what it wrote, so re-running changes nothing else.
+
+**Backfill**: `make backfill START=2018-11-01T00:00:00Z END=2018-11-02T00:00:00Z`, or the
+UI's *Backfill* dialog, or trigger one run with `start`/`end` params covering the whole
+window. Runs may go in any order, even concurrently: the warehouse ends up the same.
+
+**Checks**: a failing check fails its task and the log lists the check, its SQL and the
+values found. An empty hour passes every check.
 """
 
 from __future__ import annotations

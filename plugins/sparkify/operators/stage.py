@@ -13,12 +13,13 @@ from typing import TYPE_CHECKING, Any, Iterable, Iterator, Sequence
 from airflow.sdk.exceptions import AirflowFailException
 from airflow.sdk import BaseOperator
 
-from sparkify.records import Column, FormatError, RecordError, RecordParser
 from sparkify.warehouse import Warehouse, split_statements
 from sparkify.window import days_in_window, resolve_window
 
 if TYPE_CHECKING:
     from airflow.providers.amazon.aws.hooks.s3 import S3Hook
+
+    from sparkify.records import Column, RecordError, RecordParser
     from airflow.sdk import Context
 
 IDENTIFIER = re.compile(r"^[a-z_][a-z0-9_]*$")
@@ -178,6 +179,8 @@ class StageToRedshiftOperator(BaseOperator):
     # -- PostgreSQL: stream, parse, COPY FROM STDIN ----------------------------------------
 
     def _stream_into_postgres(self, objects: list[SourceObject], run_id: str) -> dict[str, int]:
+        from sparkify.records import FormatError, RecordParser
+
         try:
             parser = RecordParser(self._columns(), self.json_format, self._jsonpaths())
         except FormatError as err:
@@ -205,6 +208,8 @@ class StageToRedshiftOperator(BaseOperator):
         load = ObjectLoad()
         rejects: list[dict[str, Any]] = []
         started = time.monotonic()
+        from sparkify.records import RecordError
+
         with self.warehouse.transaction() as cursor:
             cursor.execute(self._sql("stage/lock_object.sql"), params)
             cursor.execute(self._sql("stage/stage_load_ledger_etag.sql"), params)
@@ -265,6 +270,8 @@ class StageToRedshiftOperator(BaseOperator):
         }
 
     def _columns(self) -> list[Column]:
+        from sparkify.records import Column
+
         rows = self.warehouse.hook.get_records(self._sql("stage/columns.sql"), parameters={"table": self.table})
         if not rows:
             raise AirflowFailException(f"staging table {self.table!r} does not exist; run create_tables first")

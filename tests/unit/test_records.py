@@ -1,0 +1,67 @@
+"""Redshift COPY JSON semantics on the PostgreSQL path (pure functions)."""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime
+
+import pytest
+
+from sparkify.records import Column, FormatError, RecordError, RecordParser, parse_jsonpaths
+
+COLUMNS = [
+    Column("artist", "character varying", 8),
+    Column("length", "double precision"),
+    Column("sessionid", "integer", nullable=False),
+    Column("ts", "timestamp without time zone", nullable=False),
+    Column("userid", "integer"),
+]
+JSONPATHS = json.dumps({"jsonpaths": ["$['artist']", "$.length", "$['sessionId']", "$['ts']", "$['userId']"]}).encode()
+
+
+def parse(record: dict | bytes, json_format="s3://b/paths.json", paths=JSONPATHS):
+    line = record if isinstance(record, bytes) else json.dumps(record).encode()
+    return RecordParser(COLUMNS, json_format, paths).parse(line)
+
+
+def test_jsonpaths_map_fields_in_order_with_copy_conversions():
+    row = parse({"artist": "Sigur Rós and friends", "length": 218.93179, "sessionId": "7", "ts": 1541990000123,
+                 "userId": "", "extra": {"ignored": True}})
+    # TRUNCATECOLUMNS, numeric strings into INTEGER, epochmillisecs keeping ms, EMPTYASNULL.
+    assert row == ("Sigur Ró", 218.93179, 7, datetime(2018, 11, 12, 2, 33, 20, 123000), None)
+
+
+def test_auto_matches_column_names_and_ignorecase_folds_case():
+    record = {"artist": "A", "length": 1, "sessionid": 1, "ts": 0, "USERID": 5}
+    assert parse(record, "auto", None)[4] is None
+    assert parse(record, "auto ignorecase", None)[4] == 5
+
+
+@pytest.mark.parametrize(
+    ("line", "field", "reason"),
+    [
+        (b'{"sessionId": 1, "ts": 1', None, "malformed JSON"),
+        (b'{"sessionId": 1, "ts": "\xff\xfe"}', None, "UTF-8"),
+        (b"[1, 2]", None, "expected a JSON object"),
+        (b'{"sessionId": 1, "ts": "2018-11-01"}', "ts", "epoch milliseconds"),
+        (b'{"sessionId": 1, "ts": 1, "length": "long"}', "length", "not a number"),
+        (b'{"sessionId": 1, "ts": 1, "userId": "abc"}', "userid", "not an integer"),
+        (b'{"ts": 1}', "sessionid", "required"),
+        (b'{"sessionId": "  ", "ts": 1}', "sessionid", "required"),
+    ],
+)
+def test_bad_records_are_rejected_with_the_field_at_fault(line, field, reason):
+    with pytest.raises(RecordError) as raised:
+        parse(line)
+    assert raised.value.field == field
+    assert reason in str(raised.value)
+
+
+def test_jsonpaths_must_fit_the_table():
+    with pytest.raises(FormatError, match="3 paths but the table has 5"):
+        RecordParser(COLUMNS, "s3://b/p.json", json.dumps({"jsonpaths": ["$.a", "$.b", "$.c"]}).encode())
+    with pytest.raises(FormatError):
+        parse_jsonpaths(b'{"paths": []}')
+    with pytest.raises(FormatError):
+        parse_jsonpaths(b'{"jsonpaths": ["artist"]}')
+    assert parse_jsonpaths(b'{"jsonpaths": ["$[\'a\'][0].b"]}') == [("a", 0, "b")]

@@ -1,0 +1,37 @@
+from __future__ import annotations
+
+from datetime import date, datetime
+
+import pytest
+
+from sparkify.window import WindowError, days_in_window, hours_in_window, resolve_window, run_window
+
+
+def test_window_is_normalised_to_naive_utc():
+    assert resolve_window("2018-11-01T01:00:00+01:00", "2018-11-01T02:00:00Z") == (
+        datetime(2018, 11, 1, 0), datetime(2018, 11, 1, 2))
+
+
+@pytest.mark.parametrize(("start", "end"), [
+    ("2018-11-01T02:00:00Z", "2018-11-01T01:00:00Z"),
+    ("2018-11-01T01:00:00Z", "2018-11-01T01:00:00Z"),
+    ("2018-11-01T01:30:00Z", "2018-11-01T02:00:00Z"),
+    ("not a time", "2018-11-01T02:00:00Z"),
+])
+def test_bad_windows_are_refused(start, end):
+    with pytest.raises(WindowError):
+        resolve_window(start, end)
+
+
+def test_days_and_hours_of_a_window():
+    start, end = datetime(2018, 11, 1, 22), datetime(2018, 11, 2, 1)
+    assert days_in_window(start, end) == [date(2018, 11, 1), date(2018, 11, 2)]
+    assert days_in_window(datetime(2018, 11, 1, 23), datetime(2018, 11, 2)) == [date(2018, 11, 1)]
+    assert hours_in_window(start, end) == [datetime(2018, 11, 1, 22), datetime(2018, 11, 1, 23), datetime(2018, 11, 2, 0)]
+
+
+def test_run_window_prefers_params_over_the_data_interval():
+    interval = (datetime(2018, 11, 1, 3), datetime(2018, 11, 1, 4))
+    assert run_window({}, *interval) == ("2018-11-01 03:00:00", "2018-11-01 04:00:00")
+    assert run_window({"start": "2018-11-01T00:00:00Z", "end": "2018-11-02T00:00:00Z"}, *interval) == (
+        "2018-11-01 00:00:00", "2018-11-02 00:00:00")
