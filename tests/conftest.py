@@ -8,6 +8,7 @@ before any test module imports it.
 from __future__ import annotations
 
 import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -48,6 +49,7 @@ def servers():
         sys.modules["airflow.settings"].dispose_orm()
     STACK.stop_s3()
     STACK.stop_postgres()
+    shutil.rmtree(STATE_DIR, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")

@@ -1,0 +1,118 @@
+# Sparkify Pipelines: the developer interface.
+#
+#   make up | down | status | reset          the local stack (PostgreSQL, S3 emulation, Airflow) on 127.0.0.1
+#   make data [DATA_DIR=folder]              upload a folder (default: generated sample data) to the bucket
+#   make run START=... END=...               run the pipeline for an interval; `backfill` likewise
+#   make demo                                install, up, data, then the demo run
+#   make sql Q="select count(*) from songs"  query the warehouse (psql -At style output)
+#   make test | bench
+#
+# Ports/bucket come from SPARKIFY_PG_PORT, SPARKIFY_S3_PORT, SPARKIFY_API_PORT and SPARKIFY_BUCKET.
+
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+PYTHON ?= python3
+VENV = .venv
+PY = $(VENV)/bin/python
+STACK = $(PY) -m scripts.stack
+INSTALLED = $(VENV)/.installed
+
+# Sample data (make data without DATA_DIR)
+SEED ?= 42
+SONGS ?= 300
+START_DAY ?= 2018-11-01
+DAYS ?= 2
+EVENTS_PER_DAY ?= 3000
+SAMPLE_DIR = .state/sample_data
+DATA_DIR ?=
+
+# Prefix for recipe lines that need the stack's environment (connections, ports, credentials).
+# Fails the recipe if `scripts.stack env` fails instead of running with an empty environment.
+WITH_STACK_ENV = set -euo pipefail; stack_env="$$($(STACK) env)"; eval "$$stack_env";
+
+# Shell-quote a make variable: $(call q,$(VAR))
+q = '$(subst ','\'',$(1))'
+
+# Fail fast (before starting anything) when required variables are missing.
+ifneq ($(filter run backfill,$(MAKECMDGOALS)),)
+  ifeq ($(and $(START),$(END)),)
+    $(error usage: make $(firstword $(filter run backfill,$(MAKECMDGOALS))) START=2018-11-01T00:00:00 END=2018-11-01T03:00:00)
+  endif
+endif
+ifneq ($(filter sql,$(MAKECMDGOALS)),)
+  ifeq ($(strip $(Q)),)
+    $(error usage: make sql Q="select 1")
+  endif
+endif
+
+.PHONY: help venv install env up down status reset sql data run backfill demo test bench logs
+
+help:
+	@sed -n '3,10s/^# \{0,1\}//p' $(firstword $(MAKEFILE_LIST))
+
+# --------------------------------------------------------------------------- environment
+
+venv install: $(INSTALLED)
+
+# Runs once, and again whenever requirements.txt or constraints.txt change.
+$(INSTALLED): requirements.txt constraints.txt
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -r requirements.txt -c constraints.txt
+	$(PY) -m pip check
+	touch $@
+
+# eval "$(make -s env)" to get the stack's environment in your shell.
+env: $(INSTALLED)
+	@$(STACK) env
+
+# --------------------------------------------------------------------------- local stack
+
+up: $(INSTALLED)
+	$(STACK) up
+
+down:
+	@if [ -x $(PY) ]; then $(STACK) down; else echo "no $(VENV): nothing to stop"; fi
+
+status:
+	@if [ -x $(PY) ]; then $(STACK) status; else echo "no $(VENV): run make install"; fi
+
+reset: $(INSTALLED)
+	$(STACK) reset
+
+sql: $(INSTALLED)
+	@$(STACK) sql $(call q,$(Q))
+
+logs:
+	@tail -n 20 .state/logs/*.log
+
+# --------------------------------------------------------------------------- pipeline
+
+data: up
+ifeq ($(strip $(DATA_DIR)),)
+	$(PY) -m scripts.sample_data --out $(SAMPLE_DIR) --seed $(SEED) --songs $(SONGS) \
+		--start-day $(START_DAY) --days $(DAYS) --events-per-day $(EVENTS_PER_DAY)
+	$(WITH_STACK_ENV) $(PY) -m scripts.upload_data --dir $(SAMPLE_DIR) \
+		--bucket "$$SPARKIFY_BUCKET" --endpoint-url "$$SPARKIFY_S3_ENDPOINT"
+else
+	$(WITH_STACK_ENV) $(PY) -m scripts.upload_data --dir $(call q,$(DATA_DIR)) \
+		--bucket "$$SPARKIFY_BUCKET" --endpoint-url "$$SPARKIFY_S3_ENDPOINT"
+endif
+
+run: up
+	$(WITH_STACK_ENV) $(PY) -m scripts.pipeline run --start $(call q,$(START)) --end $(call q,$(END))
+
+backfill: up
+	$(WITH_STACK_ENV) $(PY) -m scripts.pipeline backfill --start $(call q,$(START)) --end $(call q,$(END))
+
+demo: install up data
+	$(WITH_STACK_ENV) $(PY) -m scripts.pipeline demo
+
+# --------------------------------------------------------------------------- checks
+
+# The tests start their own servers on free ports in temporary directories.
+test: $(INSTALLED)
+	$(PY) -m pytest -ra tests
+
+bench: $(INSTALLED)
+	$(PY) -m bench
