@@ -9,7 +9,8 @@ applies, so both targets stage the same rows and reject the same records:
 * ``""`` and blank strings load as NULL (EMPTYASNULL, BLANKSASNULL);
 * strings longer than the column are truncated (TRUNCATECOLUMNS);
 * TIMESTAMP columns take epoch milliseconds (TIMEFORMAT 'epochmillisecs');
-* a NOT NULL column left NULL, or a value of the wrong type, rejects the record.
+* a NOT NULL column left NULL, or a value of the wrong type, rejects the record;
+* so does a record over 4 MB, malformed JSON or bytes that are not UTF-8.
 """
 
 from __future__ import annotations
@@ -24,6 +25,8 @@ from typing import Any, Callable
 import orjson
 
 EPOCH = datetime(1970, 1, 1)
+# Redshift's COPY rejects JSON objects over 4 MB; staging on PostgreSQL keeps the same limit.
+MAX_RECORD_BYTES = 4 * 1024 * 1024
 _PATH_TOKEN = re.compile(r"""\[\s*'((?:[^'\\]|\\.)*)'\s*\]|\[\s*"((?:[^"\\]|\\.)*)"\s*\]|\[\s*(\d+)\s*\]|\.([A-Za-z_][\w]*)""")
 
 
@@ -183,6 +186,8 @@ class RecordParser:
             raise FormatError(f"JSON format {json_format!r} must be 'auto', 'auto ignorecase' or a JSONPaths file")
 
     def parse(self, line: bytes) -> tuple:
+        if len(line) > MAX_RECORD_BYTES:
+            raise RecordError(f"record is {len(line):,} bytes, over the {MAX_RECORD_BYTES:,}-byte JSON limit")
         try:
             record = orjson.loads(line)
         except orjson.JSONDecodeError as err:

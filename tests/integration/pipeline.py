@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from datetime import datetime
 from functools import lru_cache
 from pathlib import Path
@@ -83,3 +84,19 @@ def star_snapshot(stack) -> dict[str, list[tuple]]:
 
 def write_lines(path: Path, events: list[dict]) -> None:
     path.write_text("".join(json.dumps(event, ensure_ascii=False) + "\n" for event in events), encoding="utf-8")
+
+
+def stage_operator(task_id: str, start: str, end: str, **overrides):
+    """A staging task of the DAG, rendered for the window [start, end), ready to ``execute``."""
+    import copy
+
+    task = copy.copy(etl_dag().get_task(task_id))
+    task.s3_bucket = os.environ["AIRFLOW_VAR_SPARKIFY_BUCKET"]
+    task.json_format = task.json_format.replace("{{ var.value.get('sparkify_bucket', 'udacity-dend') }}", task.s3_bucket)
+    task.region = "us-east-1"
+    task.max_errors = 10
+    if task.window_start:
+        task.window_start, task.window_end = start, end
+    for name, value in overrides.items():
+        setattr(task, name, value)
+    return task

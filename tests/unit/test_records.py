@@ -65,3 +65,9 @@ def test_jsonpaths_must_fit_the_table():
     with pytest.raises(FormatError):
         parse_jsonpaths(b'{"jsonpaths": ["artist"]}')
     assert parse_jsonpaths(b'{"jsonpaths": ["$[\'a\'][0].b"]}') == [("a", 0, "b")]
+
+
+def test_records_over_redshifts_4mb_json_limit_are_rejected():
+    huge = json.dumps({"sessionId": 1, "ts": 1, "artist": "x" * (5 * 1024 * 1024)}).encode()
+    with pytest.raises(RecordError, match="over the 4,194,304-byte JSON limit"):
+        parse(huge)

@@ -127,7 +127,10 @@ class StageToRedshiftOperator(BaseOperator):
         except ValueError:
             raise AirflowFailException(f"max_errors={self.max_errors!r} is not an integer") from None
         if not self.s3.check_for_bucket(self.s3_bucket):
-            raise AirflowFailException(f"bucket {self.s3_bucket!r} does not exist or is not readable")
+            raise AirflowFailException(
+                f"bucket {self.s3_bucket!r} does not exist, or connection {self.aws_conn_id!r} "
+                "has no access to it (check the bucket name and the connection's credentials)"
+            )
 
         listed = list(self._list_objects())
         staged = self._staged_versions()
