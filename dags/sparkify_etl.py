@@ -35,11 +35,17 @@ from datetime import timedelta
 from pathlib import Path
 
 import pendulum
-from airflow.providers.common.sql.operators.sql import SQLColumnCheckOperator, SQLTableCheckOperator
 from airflow.sdk import DAG, Param, TaskGroup
 from airflow.timetables.interval import CronDataIntervalTimetable
 
-from sparkify.operators import LoadDimensionOperator, LoadFactOperator, StageToRedshiftOperator, WarehouseSQLOperator
+from sparkify.operators import (
+    ColumnChecksOperator,
+    LoadDimensionOperator,
+    LoadFactOperator,
+    StageToRedshiftOperator,
+    TableChecksOperator,
+    WarehouseSQLOperator,
+)
 from sparkify.quality import QUALITY_CHECKS, window_clause
 from sparkify.window import run_window
 
@@ -149,14 +155,17 @@ with DAG(
     with TaskGroup("quality_checks", tooltip="Data-quality checks scoped to the run's window") as quality_checks:
         for table, spec in QUALITY_CHECKS.items():
             partition = window_clause(spec["window_column"]) if "window_column" in spec else None
-            SQLColumnCheckOperator(
-                task_id=f"{table}_columns", conn_id=WAREHOUSE_CONN_ID, table=table,
-                column_mapping=spec["columns"], partition_clause=partition, accept_none=True,
-            )
-            if "table" in spec:
-                SQLTableCheckOperator(
+            if "columns" in spec:
+                ColumnChecksOperator(
+                    task_id=f"{table}_columns", conn_id=WAREHOUSE_CONN_ID, table=table,
+                    column_mapping=spec["columns"], partition_clause=partition, accept_none=True,
+                    doc_md=f"Keys of {table} are not null and unique in the run's window.",
+                )
+            if "rows" in spec or "table" in spec:
+                TableChecksOperator(
                     task_id=f"{table}_table", conn_id=WAREHOUSE_CONN_ID, table=table,
-                    checks=spec["table"], partition_clause=partition,
+                    row_checks=spec.get("rows"), checks=spec.get("table"), partition_clause=partition,
+                    doc_md=f"Allowed values, references and reconciliation for {table}.",
                 )
 
     create_tables >> [stage_events, stage_songs]

@@ -2,8 +2,8 @@
 ``SQLColumnCheckOperator`` and ``SQLTableCheckOperator``.
 
 ``window_column`` scopes a table's checks to the run's window, so their cost follows the
-hour and an empty hour passes. Table checks (allowed values, ranges, references, reconciliation)
-are written as aggregates so they return one row, and pass, when the window is empty.
+hour and an empty hour passes. ``rows`` are conditions every row must meet (allowed values, ranges,
+references); ``table`` holds aggregate checks (reconciliation). Both pass on an empty window.
 """
 
 from __future__ import annotations
@@ -23,20 +23,16 @@ QUALITY_CHECKS: dict[str, dict] = {
     "songplays": {
         "window_column": "start_time",
         "columns": {"songplay_id": KEY, "start_time": NOT_NULL, "user_id": NOT_NULL, "session_id": NOT_NULL},
+        "rows": {
+            "level_allowed": "level IN ('free', 'paid')",
+            # Redshift does not enforce foreign keys, so references are checked here.
+            "user_in_users": "user_id IN (SELECT user_id FROM users)",
+            "start_time_in_time": "start_time IN (SELECT start_time FROM time)",
+            "song_in_songs": "song_id IS NULL OR song_id IN (SELECT song_id FROM songs)",
+            "artist_in_artists": "artist_id IS NULL OR artist_id IN (SELECT artist_id FROM artists)",
+        },
         "table": {
-            "level_allowed": {"check_statement": "COUNT(*) = COUNT(CASE WHEN level IN ('free', 'paid') THEN 1 END)"},
-            "user_in_users": {
-                "check_statement": "COUNT(*) = COUNT(CASE WHEN user_id IN (SELECT user_id FROM users) THEN 1 END)"
-            },
-            "start_time_in_time": {
-                "check_statement": "COUNT(*) = COUNT(CASE WHEN start_time IN (SELECT start_time FROM time) THEN 1 END)"
-            },
-            "song_in_songs": {
-                "check_statement": "COUNT(song_id) = COUNT(CASE WHEN song_id IN (SELECT song_id FROM songs) THEN 1 END)"
-            },
-            "artist_in_artists": {
-                "check_statement": "COUNT(artist_id) = COUNT(CASE WHEN artist_id IN (SELECT artist_id FROM artists) THEN 1 END)"
-            },
+            # Reconciliation: one songplay per distinct staged NextSong event with a user id.
             "matches_staged_plays": {
                 "check_statement": (
                     "COUNT(*) = (SELECT COUNT(*) FROM (SELECT DISTINCT userid, sessionid, iteminsession, ts "
@@ -50,20 +46,22 @@ QUALITY_CHECKS: dict[str, dict] = {
     "time": {
         "window_column": "start_time",
         "columns": {"start_time": KEY, **{part: NOT_NULL for part in ("hour", "day", "week", "month", "year", "weekday")}},
-        "table": {
-            f"{part}_in_range": {"check_statement": f"COUNT(*) = COUNT(CASE WHEN {part} BETWEEN {low} AND {high} THEN 1 END)"}
+        "rows": {
+            f"{part}_in_range": f"{part} BETWEEN {low} AND {high}"
             for part, low, high in (("hour", 0, 23), ("day", 1, 31), ("week", 1, 53), ("month", 1, 12), ("weekday", 0, 6))
         },
     },
     "users": {
         "columns": {"user_id": KEY},
-        "table": {
-            "level_allowed": {"check_statement": "COUNT(*) = COUNT(CASE WHEN level IN ('free', 'paid') THEN 1 END)"},
-            "gender_allowed": {
-                "check_statement": "COUNT(gender) = COUNT(CASE WHEN gender IN ('M', 'F') THEN 1 END)"
-            },
+        "rows": {
+            "level_allowed": "level IN ('free', 'paid')",
+            "gender_allowed": "gender IS NULL OR gender IN ('M', 'F')",
         },
     },
     "songs": {"columns": {"song_id": KEY}},
     "artists": {"columns": {"artist_id": KEY}},
+    # Source lines read = rows staged + rows rejected, for every staged object.
+    "stage_load_ledger": {
+        "rows": {"lines_reconcile": "lines_read IS NULL OR lines_read = rows_staged + rows_rejected"},
+    },
 }

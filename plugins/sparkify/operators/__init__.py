@@ -1,5 +1,13 @@
 from sparkify.operators.load import LoadDimensionOperator, LoadFactOperator
+from sparkify.operators.quality import ColumnChecksOperator, TableChecksOperator
 from sparkify.operators.stage import StageToRedshiftOperator
 from sparkify.operators.warehouse_sql import WarehouseSQLOperator
 
-__all__ = ["LoadDimensionOperator", "LoadFactOperator", "StageToRedshiftOperator", "WarehouseSQLOperator"]
+__all__ = [
+    "ColumnChecksOperator",
+    "LoadDimensionOperator",
+    "LoadFactOperator",
+    "StageToRedshiftOperator",
+    "TableChecksOperator",
+    "WarehouseSQLOperator",
+]

@@ -1,0 +1,251 @@
+"""Alerts for the Sparkify DAGs: failed tasks and runs that miss their deadline.
+
+One notifier, :class:`SparkifyNotifier`, serves both:
+
+* as a task ``on_failure_callback`` (in ``default_args``): it runs in the task's process, so
+  the alert lands in the failed task's own log;
+* as the callback of a ``DeadlineAlert`` (``AsyncCallback(SparkifyNotifier, ...)``): the
+  scheduler notices the missed deadline and the triggerer awaits the notifier, so that alert
+  lands in the triggerer's log (``.state/logs/triggerer.log`` on the local stack).
+
+Every alert is logged. Slack and email are off until configured, and no secret lives in code:
+
+* **Slack**: an Airflow connection ``sparkify_slack`` whose password (or host) is the
+  incoming-webhook URL, e.g.
+  ``AIRFLOW_CONN_SPARKIFY_SLACK='{"conn_type": "http", "password": "https://hooks.slack.com/services/..."}'``
+  or the same connection in a secrets backend.
+* **Email**: the Variable ``sparkify_alert_emails`` (comma-separated recipients, e.g.
+  ``AIRFLOW_VAR_SPARKIFY_ALERT_EMAILS=data-oncall@example.com``), sent through the SMTP
+  connection ``sparkify_smtp`` (host, port, login, password and ``from_email`` in its extra).
+
+A channel that fails is logged and skipped: an alert never fails the task it reports on.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import html
+import json
+import logging
+import urllib.request
+from collections.abc import Mapping
+from typing import Any
+from urllib.parse import quote
+
+from airflow.sdk import BaseNotifier
+
+SLACK_CONN_ID = "sparkify_slack"
+SMTP_CONN_ID = "sparkify_smtp"
+EMAILS_VARIABLE = "sparkify_alert_emails"
+EVENTS = ("task_failed", "deadline_missed")
+
+log = logging.getLogger("sparkify.alerts")
+
+
+class SparkifyNotifier(BaseNotifier):
+    """Log an alert and send it to the configured channels (Slack webhook, email).
+
+    :param event: ``'task_failed'`` (a task callback) or ``'deadline_missed'`` (a Deadline
+        Alert callback).
+    :param deadline_description: for deadline alerts, a sentence saying what the deadline is.
+    :param slack_conn_id: connection holding the Slack incoming-webhook URL.
+    :param smtp_conn_id: SMTP connection for email alerts.
+    :param emails_variable: Variable listing email recipients (comma-separated).
+    :param context: set by the triggerer when a Deadline Alert awaits the notifier.
+    """
+
+    def __init__(
+        self,
+        *,
+        event: str = "task_failed",
+        deadline_description: str = "",
+        slack_conn_id: str = SLACK_CONN_ID,
+        smtp_conn_id: str = SMTP_CONN_ID,
+        emails_variable: str = EMAILS_VARIABLE,
+        context: Mapping[str, Any] | None = None,
+    ) -> None:
+        super().__init__(context=dict(context) if context else None)
+        if event not in EVENTS:
+            raise ValueError(f"event {event!r} must be one of {', '.join(EVENTS)}")
+        self.event = event
+        self.deadline_description = deadline_description
+        self.slack_conn_id = slack_conn_id
+        self.smtp_conn_id = smtp_conn_id
+        self.emails_variable = emails_variable
+
+    # -- entry points -------------------------------------------------------------------------
+
+    def notify(self, context: Mapping[str, Any]) -> None:
+        """Task callback (runs in the task's process)."""
+        self.deliver(self.compose(context))
+
+    async def async_notify(self, context: Mapping[str, Any]) -> None:
+        """Deadline Alert callback (runs in the triggerer)."""
+        alert = self.compose(context)
+        # Channel lookups and HTTP/SMTP calls block: keep them off the triggerer's event loop.
+        await asyncio.to_thread(self.deliver, alert)
+
+    # -- message ------------------------------------------------------------------------------
+
+    def compose(self, context: Mapping[str, Any]) -> dict[str, str]:
+        """The alert as ``{"title", "text", "url"}``, from a task context or a deadline context."""
+        if self.event == "deadline_missed":
+            return describe_missed_deadline(context, self.deadline_description)
+        return describe_task_failure(context)
+
+    # -- delivery -----------------------------------------------------------------------------
+
+    def deliver(self, alert: dict[str, str]) -> list[str]:
+        """Log the alert, then send it to every configured channel. Returns the channels used."""
+        self.log.error("ALERT %s: %s | %s", self.event, alert["title"], alert["text"].replace("\n", " | "))
+        sent = ["log"]
+        for channel, send in (("slack", self._send_slack), ("email", self._send_email)):
+            try:
+                if send(alert):
+                    sent.append(channel)
+            except Exception as err:  # an alert must never fail the task it reports on
+                self.log.warning("alert channel %s failed: %s: %s", channel, err.__class__.__name__, err)
+        self.log.info("alert %s sent to: %s", self.event, ", ".join(sent))
+        return sent
+
+    def _send_slack(self, alert: dict[str, str]) -> bool:
+        url = _slack_webhook_url(self.slack_conn_id)
+        if not url:
+            return False
+        text = f"*{alert['title']}*\n{alert['text']}" + (f"\n<{alert['url']}|Open in Airflow>" if alert.get("url") else "")
+        request = urllib.request.Request(
+            url, data=json.dumps({"text": text}).encode(), headers={"Content-Type": "application/json"}, method="POST",
+        )
+        with urllib.request.urlopen(request, timeout=10) as response:  # noqa: S310 (URL from a connection)
+            response.read()
+        return True
+
+    def _send_email(self, alert: dict[str, str]) -> bool:
+        recipients = _email_recipients(self.emails_variable)
+        if not recipients:
+            return False
+        from airflow.providers.smtp.hooks.smtp import SmtpHook
+
+        body = "<p>" + html.escape(alert["text"]).replace("\n", "<br>") + "</p>"
+        if alert.get("url"):
+            body += f'<p><a href="{html.escape(alert["url"])}">Open in Airflow</a></p>'
+        with SmtpHook(smtp_conn_id=self.smtp_conn_id) as smtp:
+            smtp.send_email_smtp(to=recipients, subject=alert["title"], html_content=body)
+        return True
+
+
+# -- composing alerts ---------------------------------------------------------------------------
+
+
+def describe_task_failure(context: Mapping[str, Any]) -> dict[str, str]:
+    ti = context.get("ti") or context.get("task_instance")
+    dag_id = getattr(ti, "dag_id", None) or getattr(context.get("dag"), "dag_id", "?")
+    task_id = getattr(ti, "task_id", "?")
+    run_id = getattr(ti, "run_id", None) or context.get("run_id", "?")
+    try_number = getattr(ti, "try_number", None)
+    exception = context.get("exception")
+    error = f"{exception.__class__.__name__}: {exception}" if exception else "see the task log"
+    lines = [
+        f"DAG: {dag_id}",
+        f"Run: {run_id}",
+        f"Task: {task_id}" + (f" (try {try_number})" if try_number else ""),
+        f"Error: {_shorten(error)}",
+    ]
+    params = context.get("params") or {}
+    if params.get("start") or params.get("end"):
+        lines.append(f"Window: [{params.get('start')}, {params.get('end')})")
+    return {
+        "title": f"[Sparkify] {dag_id}.{task_id} failed",
+        "text": "\n".join(lines),
+        "url": _task_url(ti, dag_id, run_id, task_id),
+    }
+
+
+def describe_missed_deadline(context: Mapping[str, Any], description: str = "") -> dict[str, str]:
+    dag_run = _as_mapping(context.get("dag_run"))
+    deadline = _as_mapping(context.get("deadline"))
+    dag_id = dag_run.get("dag_id", "?")
+    run_id = dag_run.get("dag_run_id") or dag_run.get("run_id") or "?"
+    lines = [
+        f"DAG: {dag_id}",
+        f"Run: {run_id} (state {dag_run.get('state', '?')})",
+        f"Queued at: {dag_run.get('queued_at')}",
+        f"Deadline: {deadline.get('deadline_time')}",
+    ]
+    if description:
+        lines.append(description)
+    base_url = _base_url()
+    return {
+        "title": f"[Sparkify] {dag_id} run {run_id} missed its deadline",
+        "text": "\n".join(lines),
+        "url": f"{base_url}/dags/{dag_id}/runs/{quote(str(run_id), safe='')}" if base_url and run_id != "?" else "",
+    }
+
+
+def _as_mapping(value: Any) -> Mapping[str, Any]:
+    if isinstance(value, Mapping):
+        return value
+    if hasattr(value, "model_dump"):
+        return value.model_dump()
+    return {name: getattr(value, name) for name in ("dag_id", "run_id", "state", "queued_at") if hasattr(value, name)}
+
+
+def _task_url(ti: Any, dag_id: str, run_id: str, task_id: str) -> str:
+    try:
+        url = ti.log_url
+        if url:
+            return url
+    except Exception:  # noqa: S110 (no task instance, or no configuration: build the link ourselves)
+        pass
+    base_url = _base_url()
+    return f"{base_url}/dags/{dag_id}/runs/{quote(str(run_id), safe='')}/tasks/{task_id}" if base_url else ""
+
+
+def _base_url() -> str:
+    try:
+        from airflow.sdk import conf
+
+        return (conf.get("api", "base_url", fallback="") or "").rstrip("/")
+    except Exception:
+        return ""
+
+
+def _shorten(text: str, limit: int = 1500) -> str:
+    text = str(text).strip()
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+# -- channel configuration ----------------------------------------------------------------------
+
+
+def _slack_webhook_url(conn_id: str) -> str | None:
+    """The webhook URL from the connection's password or host, or None when not configured."""
+    connection = _optional_connection(conn_id)
+    if connection is None:
+        return None
+    for candidate in (connection.password, connection.host):
+        if candidate and str(candidate).startswith(("https://", "http://")):
+            return str(candidate)
+    log.warning("connection %s has no webhook URL in its password or host; Slack alerts are off", conn_id)
+    return None
+
+
+def _optional_connection(conn_id: str) -> Any:
+    from airflow.sdk import BaseHook
+
+    try:
+        return BaseHook.get_connection(conn_id)
+    except Exception as err:  # not configured: AirflowNotFoundException, or a lookup error
+        if "not defined" not in str(err) and "NotFound" not in err.__class__.__name__:
+            log.debug("connection %s lookup failed: %s", conn_id, err)
+        return None
+
+
+def _email_recipients(variable: str) -> list[str]:
+    from airflow.sdk import Variable
+
+    try:
+        value = Variable.get(variable, default=None)
+    except Exception:
+        return []
+    return [address.strip() for address in str(value or "").replace(";", ",").split(",") if address.strip()]
