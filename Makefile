@@ -88,7 +88,9 @@ logs:
 
 # --------------------------------------------------------------------------- pipeline
 
-data: up
+# Uploading needs only the S3 endpoint, so this starts just that part of the stack.
+data: $(INSTALLED)
+	$(STACK) start-s3
 ifeq ($(strip $(DATA_DIR)),)
 	$(PY) -m scripts.sample_data --out $(SAMPLE_DIR) --seed $(SEED) --songs $(SONGS) \
 		--start-day $(START_DAY) --days $(DAYS) --events-per-day $(EVENTS_PER_DAY)
@@ -105,7 +107,7 @@ run: up
 backfill: up
 	$(WITH_STACK_ENV) $(PY) -m scripts.pipeline backfill --start $(call q,$(START)) --end $(call q,$(END))
 
-demo: install up data
+demo: up data
 	$(WITH_STACK_ENV) $(PY) -m scripts.pipeline demo
 
 # --------------------------------------------------------------------------- checks

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import re
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from functools import cached_property
@@ -25,6 +26,9 @@ if TYPE_CHECKING:
 IDENTIFIER = re.compile(r"^[a-z_][a-z0-9_]*$")
 RAW_TEXT_LIMIT = 2000
 PROGRESS_EVERY_LINES = 250_000
+SMALL_OBJECT_BYTES = 1 << 20
+SMALL_OBJECTS_PER_BATCH = 500
+FETCH_THREADS = 16
 
 
 def validate_identifier(name: str, what: str) -> str:
@@ -132,9 +136,11 @@ class StageToRedshiftOperator(BaseOperator):
                 "has no access to it (check the bucket name and the connection's credentials)"
             )
 
+        self.log.info("::group::Listing s3://%s/%s", self.s3_bucket, self.s3_key)
         listed = list(self._list_objects())
         staged = self._staged_versions()
         new = [obj for obj in listed if staged.get(obj.key) != obj.etag]
+        self.log.info("::endgroup::")
         self.log.info(
             "%s: %d objects listed, %d new or changed, %d unchanged and skipped (%s bytes new)",
             self.table, len(listed), len(new), len(listed) - len(new), f"{sum(o.size for o in new):,}",
@@ -144,10 +150,21 @@ class StageToRedshiftOperator(BaseOperator):
             return {"objects_listed": len(listed), "objects_new": 0, "rows_staged": 0, "rows_rejected": 0}
 
         run_id = context["run_id"]
-        if self.warehouse.dialect == "redshift":
-            totals = self._copy_from_s3(new, run_id)
-        else:
-            totals = self._stream_into_postgres(new, run_id)
+        self.log.info("::group::Staging %d objects into %s", len(new), self.table)
+        try:
+            if self.warehouse.dialect == "redshift":
+                totals = self._copy_from_s3(new, run_id)
+            else:
+                totals = self._stream_into_postgres(new, run_id)
+        finally:
+            self.log.info("::endgroup::")
+        if totals:
+            self.log.info(
+                "%s: staged %s rows from %d objects (%s bytes), %d rejected, %s lines read in %.1f s (%s rows/s)",
+                self.table, f"{totals['rows_staged']:,}", len(new), f"{sum(o.size for o in new):,}",
+                totals["rows_rejected"], f"{totals['lines_read']:,}", totals["seconds"],
+                f"{totals['rows_staged'] / max(totals['seconds'], 1e-9):,.0f}",
+            )
         return {"objects_listed": len(listed), "objects_new": len(new), **totals}
 
     # -- which objects ------------------------------------------------------------------
@@ -188,75 +205,95 @@ class StageToRedshiftOperator(BaseOperator):
             parser = RecordParser(self._columns(), self.json_format, self._jsonpaths())
         except FormatError as err:
             raise AirflowFailException(f"{self.table}: {self.json_format}: {err}") from None
-        columns = [column.name for column in parser.columns]
-        copy_sql = self._sql("stage/copy_from_stdin.sql", columns=columns)
+        copy_sql = self._sql("stage/copy_from_stdin.sql", columns=[column.name for column in parser.columns])
         started = time.monotonic()
         totals = ObjectLoad()
-        for obj in objects:
-            load = self._stage_object(obj, parser, copy_sql, run_id)
-            totals.lines_read += load.lines_read
-            totals.rows_staged += load.rows_staged
-            totals.rows_rejected += load.rows_rejected
-        seconds = time.monotonic() - started
-        self.log.info(
-            "%s: staged %s rows from %d objects, %d rejected, %s lines read in %.1f s (%s rows/s)",
-            self.table, f"{totals.rows_staged:,}", len(objects), totals.rows_rejected,
-            f"{totals.lines_read:,}", seconds, f"{totals.rows_staged / max(seconds, 1e-9):,.0f}",
-        )
-        return {"lines_read": totals.lines_read, "rows_staged": totals.rows_staged, "rows_rejected": totals.rows_rejected}
+        # Large objects stream one by one; small ones (song files) are fetched concurrently
+        # and staged many per transaction, since a round trip per file would dominate.
+        small = [obj for obj in objects if obj.size <= SMALL_OBJECT_BYTES]
+        batches = [[obj] for obj in objects if obj.size > SMALL_OBJECT_BYTES]
+        batches += [small[i:i + SMALL_OBJECTS_PER_BATCH] for i in range(0, len(small), SMALL_OBJECTS_PER_BATCH)]
+        verbose = len(objects) <= 20
+        with ThreadPoolExecutor(FETCH_THREADS) as pool:
+            for number, batch in enumerate(batches, start=1):
+                loads = self._stage_batch(batch, parser, copy_sql, run_id, pool)
+                for obj, load in loads.items():
+                    totals.lines_read += load.lines_read
+                    totals.rows_staged += load.rows_staged
+                    totals.rows_rejected += load.rows_rejected
+                    if verbose:
+                        self.log.info("%s: s3://%s/%s (%s bytes): %s lines, %s staged, %d rejected",
+                                      self.table, self.s3_bucket, obj.key, f"{obj.size:,}", f"{load.lines_read:,}",
+                                      f"{load.rows_staged:,}", load.rows_rejected)
+                if not verbose:
+                    self.log.info("%s: batch %d/%d staged, %s rows so far", self.table, number, len(batches),
+                                  f"{totals.rows_staged:,}")
+        return {
+            "lines_read": totals.lines_read, "rows_staged": totals.rows_staged,
+            "rows_rejected": totals.rows_rejected, "seconds": round(time.monotonic() - started, 3),
+        }
 
-    def _stage_object(self, obj: SourceObject, parser: RecordParser, copy_sql: str, run_id: str) -> ObjectLoad:
-        """Replace one object's staged rows in a single transaction, with its ledger entry."""
-        params = {"table": self.table, "s3_key": obj.key}
-        load = ObjectLoad()
-        rejects: list[dict[str, Any]] = []
-        started = time.monotonic()
+    def _stage_batch(self, batch: list[SourceObject], parser: RecordParser, copy_sql: str, run_id: str,
+                     pool: ThreadPoolExecutor) -> dict[SourceObject, ObjectLoad]:
+        """Replace the staged rows of these objects and record their versions, in one transaction."""
         from sparkify.records import RecordError
 
+        params = {"table": self.table, "s3_keys": [obj.key for obj in batch]}
+        loads: dict[SourceObject, ObjectLoad] = {}
+        rejects: list[dict[str, Any]] = []
         with self.warehouse.transaction() as cursor:
-            cursor.execute(self._sql("stage/lock_object.sql"), params)
-            cursor.execute(self._sql("stage/stage_load_ledger_etag.sql"), params)
-            current = cursor.fetchone()
-            if current and current[0] == obj.etag:
-                self.log.info("%s: s3://%s/%s was staged meanwhile by another run; skipped", self.table, self.s3_bucket, obj.key)
-                return load
+            # Under the per-object locks, skip versions another run staged meanwhile.
+            cursor.execute(self._sql("stage/lock_objects.sql"), params)
+            cursor.execute(self._sql("stage/stage_load_ledger_etags.sql"), params)
+            staged_now = dict(cursor.fetchall())
+            todo = [obj for obj in batch if staged_now.get(obj.key) != obj.etag]
+            if len(todo) < len(batch):
+                self.log.info("%s: %d objects were staged meanwhile by another run; skipped", self.table, len(batch) - len(todo))
+            if not todo:
+                return loads
+            params["s3_keys"] = [obj.key for obj in todo]
             for statement in split_statements(self._sql("stage/staging_object_rows.sql")):
                 cursor.execute(statement, params)
+            if len(todo) == 1:
+                sources = [(todo[0], self._read_lines(todo[0]))]
+            else:
+                sources = zip(todo, pool.map(lambda obj: list(self._read_lines(obj)), todo))
             with cursor.copy(copy_sql) as copy:
-                for line_number, line in self._read_lines(obj):
-                    load.lines_read += 1
-                    try:
-                        row = parser.parse(line)
-                    except RecordError as err:
-                        load.rows_rejected += 1
-                        rejects.append(self._reject(obj, line_number, line, err, run_id))
-                        if load.rows_rejected > self.max_errors:
-                            raise AirflowFailException(
-                                f"{self.table}: s3://{self.s3_bucket}/{obj.key} line {line_number}: {err} "
-                                f"({load.rows_rejected} rejects exceed max_errors={self.max_errors}; nothing from this object was staged)"
-                            ) from None
-                        continue
-                    copy.write_row((*row, obj.key, line_number))
-                    load.rows_staged += 1
-                    if load.lines_read % PROGRESS_EVERY_LINES == 0:
-                        self.log.info("%s: %s ... %s lines so far", self.table, obj.key, f"{load.lines_read:,}")
+                for obj, lines in sources:
+                    load = loads[obj] = ObjectLoad()
+                    for line_number, line in lines:
+                        load.lines_read += 1
+                        try:
+                            row = parser.parse(line)
+                        except RecordError as err:
+                            load.rows_rejected += 1
+                            rejects.append(self._reject(obj, line_number, line, err, run_id))
+                            if load.rows_rejected > self.max_errors:
+                                raise AirflowFailException(
+                                    f"{self.table}: s3://{self.s3_bucket}/{obj.key} line {line_number}: {err} "
+                                    f"({load.rows_rejected} rejects exceed max_errors={self.max_errors}; "
+                                    "nothing from this object was staged)"
+                                ) from None
+                            continue
+                        copy.write_row((*row, obj.key, line_number))
+                        load.rows_staged += 1
+                        if load.lines_read % PROGRESS_EVERY_LINES == 0:
+                            self.log.info("%s: %s ... %s lines so far", self.table, obj.key, f"{load.lines_read:,}")
             if rejects:
                 cursor.executemany(self._sql("stage/stage_rejects.sql"), rejects)
+            loaded_at = _utcnow()
             for statement in split_statements(self._sql("stage/stage_load_ledger.sql")):
-                cursor.execute(statement, {
-                    **params, "etag": obj.etag, "size_bytes": obj.size, "lines_read": load.lines_read,
-                    "rows_staged": load.rows_staged, "rows_rejected": load.rows_rejected,
-                    "run_id": run_id, "loaded_at": _utcnow(),
-                })
+                cursor.executemany(statement, [
+                    {"table": self.table, "s3_key": obj.key, "etag": obj.etag, "size_bytes": obj.size,
+                     "lines_read": load.lines_read, "rows_staged": load.rows_staged,
+                     "rows_rejected": load.rows_rejected, "run_id": run_id, "loaded_at": loaded_at}
+                    for obj, load in loads.items()
+                ])
         for reject in rejects[:5]:
-            self.log.warning("%s: rejected %s line %s: %s", self.table, obj.key, reject["source_line"], reject["reason"])
-        seconds = time.monotonic() - started
-        self.log.info(
-            "%s: s3://%s/%s (%s bytes): %s lines, %s staged, %d rejected, %.2f s",
-            self.table, self.s3_bucket, obj.key, f"{obj.size:,}", f"{load.lines_read:,}",
-            f"{load.rows_staged:,}", load.rows_rejected, seconds,
-        )
-        return load
+            self.log.warning("%s: rejected %s line %s: %s", self.table, reject["s3_key"], reject["source_line"], reject["reason"])
+        if len(rejects) > 5:
+            self.log.warning("%s: %d more rejects in stage_rejects", self.table, len(rejects) - 5)
+        return loads
 
     def _read_lines(self, obj: SourceObject) -> Iterator[tuple[int, bytes]]:
         """Stream the exact version listed (If-Match) line by line; blank lines are not records."""
