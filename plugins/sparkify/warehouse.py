@@ -6,14 +6,11 @@ so switching targets is a matter of changing the connection, not the DAG.
 
 from __future__ import annotations
 
-import logging
 from contextlib import closing, contextmanager
 from functools import cached_property
 from typing import Any, Iterator
 
 from airflow.providers.common.sql.hooks.sql import DbApiHook
-
-log = logging.getLogger(__name__)
 
 DIALECTS = {"postgres": "postgres", "redshift": "redshift"}
 
@@ -34,18 +31,6 @@ def dialect_for(conn_type: str) -> str:
 def split_statements(sql: str) -> list[str]:
     """Split a rendered SQL file into statements, dropping comment-only pieces."""
     return [statement for statement in DbApiHook.split_sql_string(sql, strip_semicolon=True) if statement.strip()]
-
-
-def describe(statement: str) -> str:
-    """A short label such as ``INSERT INTO songplays`` for logging a statement."""
-    words = " ".join(line for line in statement.splitlines() if not line.lstrip().startswith("--")).split()
-    if not words:
-        return ""
-    verb = words[0].upper()
-    target = {"INSERT": 2, "DELETE": 2, "UPDATE": 1, "MERGE": 2, "TRUNCATE": 1}.get(verb)
-    if target is not None and len(words) > target:
-        return f"{verb} {words[target]}"
-    return " ".join(words[:3])
 
 
 class Warehouse:
@@ -92,16 +77,8 @@ class Warehouse:
             finally:
                 cursor.close()
 
-    def run_script(self, sql: str, parameters: dict | None = None, *, logger: logging.Logger = log) -> list[tuple[str, int]]:
-        """Run every statement of a rendered SQL file in one transaction; log and return row counts."""
-        counts = []
+    def get_records(self, sql: str, parameters: dict | None = None) -> list[tuple]:
+        """Rows of one query, with values bound the same way on both dialects."""
         with self.transaction() as cursor:
-            for statement in split_statements(sql):
-                cursor.execute(statement, parameters or None)
-                label = describe(statement)
-                if cursor.rowcount is not None and cursor.rowcount >= 0 and label.split()[0] in {
-                    "INSERT", "DELETE", "UPDATE", "MERGE",
-                }:
-                    logger.info("%-40s %10d rows", label, cursor.rowcount)
-                    counts.append((label, cursor.rowcount))
-        return counts
+            cursor.execute(sql, parameters)
+            return cursor.fetchall()

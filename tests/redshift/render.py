@@ -37,7 +37,7 @@ from datetime import date, datetime
 from functools import lru_cache
 from pathlib import Path
 from types import SimpleNamespace
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
 REPO = Path(__file__).resolve().parents[2]
 for _path in (str(REPO), str(REPO / "plugins")):
@@ -195,9 +195,26 @@ class SqlFile:
     golden: str | None = None  # golden file stem for the pinned Redshift renders
 
 
+@lru_cache(maxsize=1)
+def _templates_by_source() -> dict[str, str]:
+    return {path.read_text(): path.relative_to(SQL_DIR).as_posix() for path in sorted(SQL_DIR.rglob("*.sql"))}
+
+
+def template_name(value: str) -> str:
+    """The include/sql file a templated field came from. Parsing the DAG file replaces a
+    ``.sql`` field with the file's source (``resolve_template_files``), so look it up."""
+    sources = _templates_by_source()
+    if value in sources.values():
+        return value
+    try:
+        return sources[value]
+    except KeyError:
+        raise LookupError(f"not the source of any file under {SQL_DIR}: {value[:200]!r}") from None
+
+
 def create_sql(dialect: str) -> list[SqlFile]:
     """The create/*.sql files of ``create_tables``, rendered by the task itself."""
-    templates = list(etl_dag().get_task("create_tables").sql)
+    templates = [template_name(sql) for sql in etl_dag().get_task("create_tables").sql]
     rendered = rendered_task("create_tables", dialect).sql
     assert len(templates) == len(rendered), (templates, rendered)
     return [
@@ -215,14 +232,17 @@ def load_sql(dialect: str) -> list[SqlFile]:
     for task in etl_dag().tasks:
         if isinstance(task, LoadFactOperator):
             done = rendered_task(task.task_id, dialect)
-            files.append(SqlFile(task.sql, task.task_id, task.sql, dialect, done.sql, golden=f"load_{task.table}"))
+            template = template_name(task.sql)
+            files.append(SqlFile(template, task.task_id, template, dialect, done.sql, golden=f"load_{task.table}"))
             if task.record_hours_sql:
+                template = template_name(task.record_hours_sql)
                 files.append(SqlFile(
-                    task.record_hours_sql, task.task_id, task.record_hours_sql, dialect, done.record_hours_sql,
-                    golden=f"load_{Path(task.record_hours_sql).stem}",
+                    template, task.task_id, template, dialect, done.record_hours_sql,
+                    golden=f"load_{Path(template).stem}",
                 ))
     for task_id in dimension_tasks():
         task = etl_dag().get_task(task_id)
+        template = template_name(task.sql)
         modes: dict[str, str] = {}
         for full_refresh in (False, True):
             done = rendered_task(task_id, dialect, full_refresh=full_refresh)
@@ -231,7 +251,7 @@ def load_sql(dialect: str) -> list[SqlFile]:
             # A table with one possible mode (time) keeps a plain name.
             suffix = f" [{mode}]" if len(modes) > 1 else ""
             golden = f"load_{task.table}_{mode}" if len(modes) > 1 else f"load_{task.table}"
-            files.append(SqlFile(task.sql + suffix, task_id, task.sql, dialect, sql, golden=golden))
+            files.append(SqlFile(template + suffix, task_id, template, dialect, sql, golden=golden))
     return files
 
 
@@ -358,6 +378,8 @@ class Capture:
     commits: int = 0
     rollbacks: int = 0
     result: Any = None
+    error: BaseException | None = None  # what execute() raised (expected for failing checks)
+    answer: Callable[[str, Any], list[tuple]] = field(default=lambda operation, args: _answer(operation, args))
 
 
 class _FakeCursor:
@@ -385,9 +407,10 @@ class _FakeCursor:
             except Exception as err:  # noqa: BLE001 - recorded, asserted on by the tests
                 error = f"{type(err).__name__}: {err}"
         self._capture.executed.append(Executed(operation, args, self.paramstyle, self._via, error))
-        self._rows = _answer(operation, args)
-        self.description = [("column",)] if self._rows else None
-        self.rowcount = len(self._rows)
+        self._rows = list(self._capture.answer(operation, args))
+        returns_rows = _first_word(operation) in ("SELECT", "WITH")
+        self.description = [("column", 25, None, None, None, None, None)] if returns_rows else None
+        self.rowcount = len(self._rows) if returns_rows else 0
 
     def executemany(self, operation: str, seq: list[Any]) -> None:
         for args in seq:
@@ -401,6 +424,11 @@ class _FakeCursor:
 
     def close(self) -> None:
         pass
+
+
+def _first_word(statement: str) -> str:
+    code = " ".join(line for line in statement.splitlines() if not line.lstrip().startswith("--"))
+    return code.split(None, 1)[0].upper() if code.strip() else ""
 
 
 def _answer(operation: str, args: Any) -> list[tuple]:
@@ -457,14 +485,35 @@ class _FakeS3:
         self._capture.uploads[f"s3://{bucket_name}/{key}"] = string_data
 
 
+def _failing_check_answer(task) -> Callable[[str, Any], list[tuple]]:
+    """Results that fail every check of a common.sql check operator, so that it also sends
+    whatever it queries on failure (e.g. samples of offending rows)."""
+    from airflow.providers.common.sql.operators.sql import SQLColumnCheckOperator
+
+    if isinstance(task, SQLColumnCheckOperator):
+        rows = [(column, check, 1) for column, checks in task.column_mapping.items() for check in checks]
+    else:
+        rows = [(name, 0) for name in task.checks]
+
+    def answer(operation: str, args: Any) -> list[tuple]:
+        return rows if operation == task.sql else []
+
+    return answer
+
+
 def run_on_fake_redshift(task_id: str, **params: Any) -> Capture:
     """Render a task for a Redshift connection and run its ``execute`` against stand-ins
-    for the Redshift DB-API connection and S3; return what it sent."""
+    for the Redshift DB-API connection and S3; return what it sent.
+
+    Quality-check tasks are rendered with ``check_context()`` and given results that fail
+    every check: their ``execute`` raises (kept in ``Capture.error``) after sending both the
+    check query and any failure queries."""
     from sparkify.operators import StageToRedshiftOperator
     from sparkify.operators.load import _WindowLoadOperator
 
     capture = Capture()
-    context = task_context(**params)
+    is_check = task_id in check_tasks()
+    context = check_context() if is_check else task_context(**params)
     with warehouse_connection("redshift"):
         task = rendered_task(task_id, "redshift", context=context)
         if isinstance(task, (StageToRedshiftOperator, _WindowLoadOperator)):
@@ -500,7 +549,14 @@ def run_on_fake_redshift(task_id: str, **params: Any) -> Capture:
 
             hook.get_conn = get_conn
             task.get_db_hook = lambda: hook
-        capture.result = task.execute(context)
+            if is_check:
+                capture.answer = _failing_check_answer(task)
+        try:
+            capture.result = task.execute(context)
+        except Exception as err:  # noqa: BLE001
+            if not is_check:
+                raise
+            capture.error = err
     return capture
 
 

@@ -191,9 +191,7 @@ class StageToRedshiftOperator(BaseOperator):
             yield SourceObject(self.s3_key, head["ETag"].strip('"'), head["ContentLength"])
 
     def _staged_versions(self) -> dict[str, str]:
-        rows = self.warehouse.hook.get_records(
-            self._sql("stage/stage_load_ledger_versions.sql"), parameters={"table": self.table}
-        )
+        rows = self.warehouse.get_records(self._sql("stage/stage_load_ledger_versions.sql"), {"table": self.table})
         return dict(rows)
 
     # -- PostgreSQL: stream, parse, COPY FROM STDIN ----------------------------------------
@@ -312,7 +310,7 @@ class StageToRedshiftOperator(BaseOperator):
     def _columns(self) -> list[Column]:
         from sparkify.records import Column
 
-        rows = self.warehouse.hook.get_records(self._sql("stage/columns.sql"), parameters={"table": self.table})
+        rows = self.warehouse.get_records(self._sql("stage/columns.sql"), {"table": self.table})
         if not rows:
             raise AirflowFailException(f"staging table {self.table!r} does not exist; run create_tables first")
         return [Column(name, data_type, length, nullable == "YES") for name, data_type, length, nullable in rows]

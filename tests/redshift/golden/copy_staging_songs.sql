@@ -1,0 +1,27 @@
+CREATE TEMP TABLE staging_songs_new (LIKE staging_songs);
+
+COPY staging_songs_new (num_songs, artist_id, artist_latitude, artist_longitude, artist_location, artist_name, song_id, title, duration, year)
+FROM 's3://udacity-dend/manifests/staging_songs/scheduled__2018-11-01T00_00_00_00_00.manifest'
+IAM_ROLE 'arn:aws:iam::123456789012:role/sparkify-redshift'
+REGION 'us-west-2'
+FORMAT AS JSON 'auto'
+TIMEFORMAT 'epochmillisecs'
+TRUNCATECOLUMNS
+BLANKSASNULL
+EMPTYASNULL
+MAXERROR 10
+MANIFEST;
+
+-- Rejected lines of this COPY go to the same rejects table as on the PostgreSQL path.
+INSERT INTO stage_rejects (table_name, source_key, source_line, field, reason, raw_text, run_id, rejected_at)
+SELECT %(table)s, TRIM(filename), line_number, TRIM(colname), TRIM(err_reason), TRIM(raw_line), %(run_id)s, GETDATE()
+FROM stl_load_errors
+WHERE query = pg_last_copy_id();
+
+DELETE FROM staging_songs
+USING staging_songs_new
+WHERE staging_songs.song_id = staging_songs_new.song_id;
+
+INSERT INTO staging_songs SELECT * FROM staging_songs_new;
+
+DROP TABLE staging_songs_new;

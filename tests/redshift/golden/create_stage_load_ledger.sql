@@ -1,0 +1,16 @@
+
+-- One row per staged S3 object: the version (ETag) loaded and what it gave.
+-- A later run skips an object whose ETag is unchanged; a new ETag replaces its rows.
+CREATE TABLE IF NOT EXISTS stage_load_ledger (
+    table_name    VARCHAR(128) NOT NULL,
+    s3_key        VARCHAR(1024) NOT NULL,
+    etag          VARCHAR(128) NOT NULL,
+    size_bytes    BIGINT,
+    lines_read    BIGINT,
+    rows_staged   BIGINT,
+    rows_rejected BIGINT,
+    run_id        VARCHAR(256),
+    loaded_at     TIMESTAMP NOT NULL,
+    PRIMARY KEY (table_name, s3_key)
+)
+DISTSTYLE ALL;

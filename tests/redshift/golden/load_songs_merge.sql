@@ -1,0 +1,27 @@
+
+-- One row per song_id. When staged files disagree, the first by title, artist, year and
+-- duration wins, so the choice doesn't depend on load order.
+LOCK songs;
+
+CREATE TEMP TABLE songs_latest AS
+SELECT song_id, title, artist_id, year, duration
+FROM (
+    SELECT song_id, title, artist_id, year, duration,
+           ROW_NUMBER() OVER (PARTITION BY song_id ORDER BY title, artist_id, year, duration) AS choice
+    FROM staging_songs
+) ranked
+WHERE choice = 1;
+
+UPDATE songs
+SET title = l.title, artist_id = l.artist_id, year = l.year, duration = l.duration
+FROM songs_latest l
+WHERE songs.song_id = l.song_id
+  AND (NOT (songs.title = l.title OR (songs.title IS NULL AND l.title IS NULL)) OR NOT (songs.artist_id = l.artist_id OR (songs.artist_id IS NULL AND l.artist_id IS NULL))
+       OR NOT (songs.year = l.year OR (songs.year IS NULL AND l.year IS NULL)) OR NOT (songs.duration = l.duration OR (songs.duration IS NULL AND l.duration IS NULL)));
+
+INSERT INTO songs (song_id, title, artist_id, year, duration)
+SELECT l.song_id, l.title, l.artist_id, l.year, l.duration
+FROM songs_latest l
+WHERE NOT EXISTS (SELECT 1 FROM songs WHERE songs.song_id = l.song_id);
+
+DROP TABLE songs_latest;

@@ -1,0 +1,619 @@
+"""The Redshift SQL of ``sparkify_etl``: rendered, parsed and pinned, without a database.
+
+Every SQL file every task issues is rendered through the DAG's real operators (``render.py``):
+``create_tables``' DDL, the staging templates with the COPY script as
+``StageToRedshiftOperator._copy_from_s3`` renders it, the fact and dimension loads in both
+dimension modes, and the queries of the quality-check operators. Each statement is split with
+``sparkify.warehouse.split_statements``, its ``%(name)s`` bind parameters are replaced by
+literals, and it is parsed with ``sqlglot.parse_one(..., read="redshift")``.
+
+Tasks are also run (``execute``) against a stand-in for the ``redshift_connector`` connection
+and for S3 (``render.run_on_fake_redshift``), to check that what they send is what was
+rendered, that every ``%(name)s`` they send has a value, that ``redshift_connector``'s own
+paramstyle conversion accepts it, and to parse what only exists at run time: the statements
+with their real bind values and the queries the quality checks send when a check fails.
+``test_driver_accepts_every_bind_parameter`` checks that every query, including the staging
+operator's look-ups, binds its ``%(name)s`` values through a cursor set to that style.
+
+Golden files
+------------
+``tests/redshift/golden/<name>.sql`` pin the rendered Redshift SQL of the COPY scripts (both
+staging tables), the users/songs/artists loads in both modes, the songplays, loaded_hours and
+time loads, and every create/ DDL file. ``test_golden`` compares byte for byte. After an
+intended change to a template or an operator, rewrite them and review the diff::
+
+    UPDATE_GOLDEN=1 .venv/bin/python -m pytest tests/redshift -q
+    git diff tests/redshift/golden
+
+With ``UPDATE_GOLDEN=1`` golden files nothing renders any more are deleted too.
+
+What sqlglot can't check, and what we check instead
+---------------------------------------------------
+* ``LOCK name``: sqlglot 30 has no LOCK statement and falls back to ``exp.Command`` (an
+  unparsed string). Any ``Command`` fails the test unless the statement matches Redshift's
+  grammar ``LOCK [ TABLE ] name [, ...]`` (Redshift has no PostgreSQL ``IN ... MODE``).
+* ``COPY``: sqlglot parses the target table, column list, ``FROM`` and the credentials
+  (``IAM_ROLE``, ``REGION``) into an ``exp.Copy``, but reads the remaining options loosely
+  (``TRUNCATECOLUMNS BLANKSASNULL`` becomes one option with a value, unknown words pass).
+  The options are therefore tokenised by ``copy_options`` against Redshift's grammar for
+  the options we use; anything else, or a repeated option, fails.
+* sqlglot's redshift dialect also accepts PostgreSQL-only syntax (``LATERAL``,
+  ``IS DISTINCT FROM``, ``ON CONFLICT``, ``DISTSTYLE FOO``...), so ``POSTGRES_ONLY`` lists
+  constructs Redshift rejects and the DDL test allows only Redshift's distribution styles.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+
+import pytest
+import sqlglot
+from sqlglot import exp
+from sqlglot.errors import ParseError
+
+from redshift import render
+from redshift.render import GOLDEN_DIR, SQL_DIR, bind, bind_samples, render_all, run_on_fake_redshift
+from sparkify.warehouse import UnsupportedWarehouse, Warehouse, split_statements
+
+UPDATE_GOLDEN = os.environ.get("UPDATE_GOLDEN") == "1"
+REPO = render.REPO
+
+REDSHIFT_FILES = render_all("redshift")
+POSTGRES_FILES = render_all("postgres")
+GOLDENS = render.goldens()
+
+# Stage templates only the PostgreSQL path (COPY FROM STDIN, row by row) sends; they are not
+# Redshift SQL (COPY FROM STDIN, advisory locks, arrays) and are left out of the Redshift checks.
+# test_redshift_path_sends_exactly_the_redshift_stage_templates keeps this list honest.
+POSTGRES_PATH_TEMPLATES = {
+    "stage/copy_from_stdin.sql",
+    "stage/lock_objects.sql",
+    "stage/stage_load_ledger_etags.sql",
+    "stage/staging_object_rows.sql",
+    "stage/stage_rejects.sql",
+}
+# include/sql folders of other DAGs (sparkify_analytics), not sent by sparkify_etl.
+OTHER_DAGS_TEMPLATES = ("analytics/",)
+
+# Renders the pinned goldens must include (the brief: COPY, dimensions in both modes,
+# songplays and time loads, all DDL).
+REQUIRED_GOLDENS = {
+    "copy_staging_events", "copy_staging_songs", "load_songplays", "load_time",
+    *(f"load_{table}_{mode}" for table in ("users", "songs", "artists") for mode in ("merge", "truncate-insert")),
+    *(f"create_{path.stem}" for path in (SQL_DIR / "create").glob("*.sql")),
+}
+
+# Distribution and sort keys as the create/ comments intend them: the fact and the event
+# staging table are distributed on the user (their big join) and sorted on time; everything
+# else is small and copied to every node (ALL), sorted on its key where it has one.
+EXPECTED_DISTRIBUTION = {
+    "staging_events": ("KEY", "userid", ["ts"]),
+    "staging_songs": ("ALL", None, []),
+    "stage_load_ledger": ("ALL", None, []),
+    "stage_rejects": ("ALL", None, []),
+    "loaded_hours": ("ALL", None, ["hour_start"]),
+    "songplays": ("KEY", "user_id", ["start_time"]),
+    "users": ("ALL", None, ["user_id"]),
+    "songs": ("ALL", None, ["song_id"]),
+    "artists": ("ALL", None, ["artist_id"]),
+    "time": ("ALL", None, ["start_time"]),
+}
+REDSHIFT_DISTSTYLES = {"ALL", "EVEN", "KEY", "AUTO"}
+
+# Redshift's LOCK: LOCK [ TABLE ] table_name [, ...]
+LOCK_STATEMENT = re.compile(r"LOCK(?:\s+TABLE)?\s+[a-z_][a-z0-9_]*(?:\s*,\s*[a-z_][a-z0-9_]*)*", re.I)
+
+# Syntax PostgreSQL accepts and Redshift does not (sqlglot's redshift dialect parses most of it).
+POSTGRES_ONLY = {
+    "CREATE INDEX": r"\bCREATE\s+(UNIQUE\s+)?INDEX\b",
+    "LATERAL": r"\bLATERAL\b",
+    "pg_advisory_*": r"\bpg_advisory",
+    "hashtext()": r"\bhashtext\s*\(",
+    "IS [NOT] DISTINCT FROM": r"\bIS\s+(NOT\s+)?DISTINCT\s+FROM\b",
+    "ON CONFLICT": r"\bON\s+CONFLICT\b",
+    "COPY ... FROM STDIN": r"\bFROM\s+STDIN\b",
+    "LOCK ... IN ... MODE": r"\bLOCK\b[^;]*\bMODE\b",
+    "RETURNING": r"\bRETURNING\b",
+}
+REDSHIFT_ONLY = {
+    "DISTSTYLE": r"\bDISTSTYLE\b",
+    "DISTKEY": r"\bDISTKEY\b",
+    "SORTKEY": r"\bSORTKEY\b",
+    "MANIFEST": r"\bMANIFEST\b",
+    "IAM_ROLE": r"\bIAM_ROLE\b",
+    "stl_load_errors": r"\bstl_load_errors\b",
+}
+
+REDSHIFT_CONNECTION = render.CONNECTIONS["redshift"]
+
+
+def code_only(sql: str) -> str:
+    """SQL without ``--`` comments (comments may name what the code avoids)."""
+    return "\n".join(line.split("--", 1)[0] for line in sql.splitlines())
+
+
+def parse_redshift(statement: str) -> exp.Expression:
+    """Parse one statement (placeholders already bound) with sqlglot's redshift dialect;
+    a ParseError propagates, an unparsed fallback (``exp.Command``) fails unless it is a LOCK."""
+    tree = sqlglot.parse_one(statement, read="redshift")
+    if isinstance(tree, exp.Command):
+        text = " ".join(code_only(statement).split())
+        if not LOCK_STATEMENT.fullmatch(text):
+            pytest.fail(f"sqlglot could not parse this as Redshift SQL (fell back to a raw command):\n{statement}")
+    return tree
+
+
+def statements(sql_file: render.SqlFile) -> list[str]:
+    found = split_statements(sql_file.sql)
+    assert found, f"{sql_file.name} rendered no statement"
+    return found
+
+
+def find_file(files: list[render.SqlFile], name: str) -> render.SqlFile:
+    return next(f for f in files if f.name == name)
+
+
+# --------------------------------------------------------------------------- coverage
+
+
+def test_every_task_issues_rendered_sql():
+    dag = render.etl_dag()
+    assert {f.task_id for f in REDSHIFT_FILES} == {t.task_id for t in dag.tasks}
+
+
+def test_every_sql_template_is_rendered():
+    templates = {
+        path
+        for path in (p.relative_to(SQL_DIR).as_posix() for p in SQL_DIR.rglob("*.sql"))
+        if path != "macros.sql" and not path.startswith(OTHER_DAGS_TEMPLATES)
+    }
+    assert templates == {f.template for f in REDSHIFT_FILES if f.template}
+
+
+def test_pinned_renders_include_the_required_ones():
+    assert REQUIRED_GOLDENS <= GOLDENS.keys()
+
+
+# --------------------------------------------------------------------------- parsing
+
+
+@pytest.mark.parametrize("name", [f.name for f in REDSHIFT_FILES if f.template not in POSTGRES_PATH_TEMPLATES])
+def test_redshift_statements_parse(name):
+    """Every statement of every Redshift render parses in sqlglot's redshift dialect
+    (templates of the PostgreSQL staging path are left out: never sent to Redshift, see
+    test_redshift_path_sends_exactly_the_redshift_stage_templates)."""
+    for statement in statements(find_file(REDSHIFT_FILES, name)):
+        try:
+            parse_redshift(bind_samples(statement))
+        except ParseError as err:
+            pytest.fail(f"{name}: not valid Redshift SQL for sqlglot: {err}\n{statement}")
+
+
+def test_lock_fallback_is_really_checked():
+    """The LOCK escape hatch accepts Redshift's form only, and a Command never passes silently."""
+    parse_redshift("LOCK users")
+    parse_redshift("LOCK TABLE users, songs")
+    with pytest.raises(pytest.fail.Exception):
+        parse_redshift("LOCK TABLE users IN SHARE ROW EXCLUSIVE MODE")
+    with pytest.raises(ParseError):
+        parse_redshift("SELECT FROM WHERE")
+
+
+def test_bind_samples_rejects_unknown_placeholders():
+    with pytest.raises(KeyError):
+        bind_samples("SELECT %(nobody_binds_this)s")
+
+
+# --------------------------------------------------------------------------- COPY
+
+COPY_OPTIONS = re.compile(
+    r"""\s*(?:
+      (?P<IAM_ROLE>IAM_ROLE\s+'arn:aws:iam::\d{12}:role/[\w+=,.@/-]+')
+    | (?P<REGION>REGION\s+'[a-z]{2}(?:-[a-z]+)+-\d')
+    | (?P<FORMAT>FORMAT\s+AS\s+JSON\s+'(?:auto|auto\s+ignorecase|s3://[^']+)')
+    | (?P<TIMEFORMAT>TIMEFORMAT\s+'epochmillisecs')
+    | (?P<TRUNCATECOLUMNS>TRUNCATECOLUMNS)
+    | (?P<BLANKSASNULL>BLANKSASNULL)
+    | (?P<EMPTYASNULL>EMPTYASNULL)
+    | (?P<MAXERROR>MAXERROR\s+(?:AS\s+)?\d+)
+    | (?P<MANIFEST>MANIFEST)
+    )(?=\s|$)""",
+    re.X,
+)
+REQUIRED_COPY_OPTIONS = {
+    "IAM_ROLE", "REGION", "FORMAT", "TIMEFORMAT", "TRUNCATECOLUMNS", "BLANKSASNULL", "EMPTYASNULL", "MAXERROR", "MANIFEST",
+}
+COPY_HEAD = re.compile(r"COPY\s+(?P<table>\w+)\s*\((?P<columns>\s*\w+(?:\s*,\s*\w+)*\s*)\)\s*FROM\s+'(?P<url>s3://[^']+)'", re.S)
+
+
+def copy_options(statement: str) -> dict[str, str]:
+    """Tokenise a COPY's options after ``FROM '...'``: known options only, each once."""
+    head = COPY_HEAD.match(statement.strip())
+    assert head, f"not COPY table (columns) FROM 's3://...':\n{statement}"
+    rest, position, found = statement.strip()[head.end():], 0, {}
+    while position < len(rest):
+        match = COPY_OPTIONS.match(rest, position)
+        if not match:
+            raise AssertionError(f"unexpected COPY option at {rest[position:position + 60]!r}")
+        name = match.lastgroup
+        assert name not in found, f"COPY option {name} given twice"
+        found[name] = " ".join(match.group(name).split())
+        position = match.end()
+        while position < len(rest) and rest[position].isspace():
+            position += 1
+    return found
+
+
+def test_copy_options_tokeniser_rejects_what_redshift_would():
+    good = "COPY t (a) FROM 's3://b/m' IAM_ROLE 'arn:aws:iam::123456789012:role/r' MANIFEST"
+    assert copy_options(good) == {"IAM_ROLE": "IAM_ROLE 'arn:aws:iam::123456789012:role/r'", "MANIFEST": "MANIFEST"}
+    for bad in (good + " MANIFEST", good + " FOO", good.replace("MANIFEST", "MAXERROR"), "COPY t (a,) FROM 's3://b/m'"):
+        with pytest.raises(AssertionError):
+            copy_options(bad)
+
+
+@pytest.mark.parametrize("task_id", render.staging_tasks())
+def test_copy_script(task_id):
+    task = render.rendered_task(task_id, "redshift")
+    variables = render.copy_variables(task)
+    script = split_statements(render.copy_from_s3_sql(task_id))
+    copies = [s for s in script if s.lstrip().upper().startswith("COPY")]
+    assert len(copies) == 1, script
+    copy = copies[0]
+
+    tree = parse_redshift(copy)
+    assert isinstance(tree, exp.Copy)
+    assert tree.this.this.name == f"{task.table}_new"
+    assert [c.name for c in tree.this.expressions] == variables["columns"]
+    assert [f.name for f in tree.args["files"]] == [variables["manifest_url"]]
+    credentials = tree.args["credentials"]
+    assert credentials.args["iam_role"].name == render.IAM_ROLE_ARN
+    assert credentials.args["region"].name == "us-west-2"
+
+    options = copy_options(copy)
+    assert options.keys() == REQUIRED_COPY_OPTIONS
+    assert options["FORMAT"] == f"FORMAT AS JSON '{task.json_format}'"
+    assert options["MAXERROR"] == "MAXERROR 10"  # the DAG's default max_errors param
+    assert options["TIMEFORMAT"] == "TIMEFORMAT 'epochmillisecs'"
+
+    # The new rows replace staged rows with the same upsert key, in the same transaction.
+    delete = next(parse_redshift(s) for s in script if s.lstrip().upper().startswith("DELETE"))
+    keys = {(c.table, c.name) for c in delete.args["where"].find_all(exp.Column)}
+    assert keys == {(t, k) for k in task.upsert_keys for t in (task.table, f"{task.table}_new")}
+
+
+def test_copy_columns_match_the_json():
+    """staging_events is loaded with a JSONPaths file (paths map to the column list in order);
+    staging_songs with 'auto' (lower-case JSON keys must equal column names)."""
+    from scripts.sample_data import EVENT_KEYS, SONG_KEYS, _jsonpaths
+
+    events = render.copy_variables(render.rendered_task("stage_events", "redshift"))
+    paths = json.loads(_jsonpaths())["jsonpaths"]
+    assert paths == [f"$['{key}']" for key in EVENT_KEYS]
+    assert events["columns"] == [key.lower() for key in EVENT_KEYS]
+    assert events["json_format"].endswith("/log_json_path.json")
+
+    songs = render.copy_variables(render.rendered_task("stage_songs", "redshift"))
+    assert songs["json_format"] == "auto"
+    assert songs["columns"] == [key for key in SONG_KEYS]
+
+
+# --------------------------------------------------------------------------- DDL
+
+
+@pytest.mark.parametrize("table", sorted(EXPECTED_DISTRIBUTION))
+def test_redshift_ddl_distribution(table):
+    ddl = find_file(REDSHIFT_FILES, f"create/{table}.sql")
+    # One statement per file: create_tables sends each file as one execute().
+    [statement] = statements(ddl)
+    tree = parse_redshift(statement)
+    assert isinstance(tree, exp.Create) and tree.this.this.name == table
+    columns = {c.name for c in tree.this.expressions if isinstance(c, exp.ColumnDef)}
+    properties = tree.args["properties"].expressions
+    style = [p.this.name for p in properties if isinstance(p, exp.DistStyleProperty)]
+    distkey = [p.this.name for p in properties if isinstance(p, exp.DistKeyProperty)]
+    sortkey = [[c.name for c in p.this] for p in properties if isinstance(p, exp.SortKeyProperty)]
+    assert style and style[0] in REDSHIFT_DISTSTYLES
+    assert (style[0], distkey[0] if distkey else None, sortkey[0] if sortkey else []) == EXPECTED_DISTRIBUTION[table]
+    assert set(distkey) | set(sortkey[0] if sortkey else []) <= columns
+
+
+def test_staging_columns_come_from_the_ddl():
+    rows = render.staging_columns("staging_events")
+    assert rows[0] == ("artist", "character varying", 512, "YES")
+    assert ("ts", "timestamp", None, "NO") in rows
+    assert not {"source_key", "source_line"} & {r[0] for r in rows}
+
+
+# --------------------------------------------------------------------------- golden files
+
+
+@pytest.mark.parametrize("name", sorted(GOLDENS))
+def test_golden(name):
+    path = GOLDEN_DIR / f"{name}.sql"
+    rendered = GOLDENS[name]
+    if UPDATE_GOLDEN:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        if not path.exists() or path.read_text() != rendered:
+            path.write_text(rendered)
+    assert path.exists(), f"no golden file {path.relative_to(REPO)}; run with UPDATE_GOLDEN=1 to create it"
+    assert path.read_text() == rendered, (
+        f"{name}: rendered SQL differs from {path.relative_to(REPO)}; "
+        "if the change is intended, run with UPDATE_GOLDEN=1 and review the diff"
+    )
+
+
+def test_no_stale_golden_files():
+    stale = {p.stem for p in GOLDEN_DIR.glob("*.sql")} - GOLDENS.keys()
+    if UPDATE_GOLDEN:
+        for name in stale:
+            (GOLDEN_DIR / f"{name}.sql").unlink()
+        stale = set()
+    assert not stale, f"golden files nothing renders: {sorted(stale)} (UPDATE_GOLDEN=1 removes them)"
+
+
+# --------------------------------------------------------------------------- dialect choice
+
+
+@pytest.mark.parametrize(
+    ("conn_type", "dialect", "hook_class"),
+    [
+        ("redshift", "redshift", "airflow.providers.amazon.aws.hooks.redshift_sql.RedshiftSQLHook"),
+        ("postgres", "postgres", "airflow.providers.postgres.hooks.postgres.PostgresHook"),
+    ],
+)
+def test_dialect_follows_connection_type(monkeypatch, conn_type, dialect, hook_class):
+    monkeypatch.setenv("AIRFLOW_CONN_X", json.dumps({**render.CONNECTIONS[conn_type], "conn_type": conn_type}))
+    warehouse = Warehouse("x")
+    assert warehouse.dialect == dialect
+    hook = warehouse.hook
+    assert f"{type(hook).__module__}.{type(hook).__qualname__}" == hook_class
+    assert hook.get_conn_id() == "x"
+
+
+def test_unsupported_connection_type(monkeypatch):
+    monkeypatch.setenv("AIRFLOW_CONN_X", json.dumps({"conn_type": "mysql", "host": "db", "login": "u"}))
+    with pytest.raises(UnsupportedWarehouse, match="mysql"):
+        Warehouse("x").dialect
+    with pytest.raises(UnsupportedWarehouse):
+        Warehouse("x").hook
+
+
+def test_operators_take_the_dialect_from_the_connection():
+    """The same task renders Redshift SQL on a redshift connection and PostgreSQL on postgres."""
+    redshift = render.rendered_task("load_users_dim", "redshift").sql
+    postgres = render.rendered_task("load_users_dim", "postgres").sql
+    assert "LOCK users;" in redshift and "CROSS JOIN LATERAL" not in redshift
+    assert "IN SHARE ROW EXCLUSIVE MODE" in postgres and "CROSS JOIN LATERAL" in postgres
+
+
+@pytest.mark.parametrize("task_id", ["create_tables", *render.check_tasks()])
+def test_sql_operators_use_the_redshift_hook(task_id):
+    from airflow.providers.amazon.aws.hooks.redshift_sql import RedshiftSQLHook
+
+    task = render.rendered_task(task_id, "redshift", context=render.check_context() if "." in task_id else None)
+    with render.warehouse_connection("redshift"):
+        assert isinstance(task.get_db_hook(), RedshiftSQLHook)
+
+
+def test_postgres_rendering_has_no_redshift_only_sql():
+    found = {
+        (f.name, keyword)
+        for f in POSTGRES_FILES
+        for keyword, pattern in REDSHIFT_ONLY.items()
+        if re.search(pattern, code_only(f.sql), re.I)
+    }
+    assert not found
+    # ...and it is the PostgreSQL branch that rendered.
+    assert any(re.search(POSTGRES_ONLY["CREATE INDEX"], f.sql) for f in POSTGRES_FILES)
+
+
+def test_redshift_rendering_has_no_postgres_only_sql():
+    found = {
+        (f.name, keyword)
+        for f in REDSHIFT_FILES
+        if f.template not in POSTGRES_PATH_TEMPLATES
+        for keyword, pattern in POSTGRES_ONLY.items()
+        if re.search(pattern, code_only(f.sql), re.I)
+    }
+    assert not found
+    assert any(re.search(REDSHIFT_ONLY["DISTSTYLE"], f.sql) for f in REDSHIFT_FILES)
+
+
+# --------------------------------------------------------------------------- what tasks send
+
+RUNS = {
+    **{task_id: {} for task_id in render.check_tasks()},
+    "create_tables": {},
+    "stage_events": {},
+    "stage_songs": {},
+    "load_songplays_fact": {},
+    **{
+        f"{task_id}[{'truncate-insert' if full_refresh else 'merge'}]": {"full_refresh": full_refresh}
+        for task_id in render.dimension_tasks()
+        for full_refresh in ((False, True) if task_id != "load_time_dim" else (False,))
+    },
+}
+
+
+@pytest.fixture(scope="module")
+def captures():
+    return {run: run_on_fake_redshift(run.split("[")[0], **params) for run, params in RUNS.items()}
+
+
+def all_executed(captures):
+    return [(run, executed) for run, capture in captures.items() for executed in capture.executed]
+
+
+def test_sent_statements_parse(captures):
+    """Every statement the tasks send on the Redshift path, with the parameters they bind."""
+    for run, executed in all_executed(captures):
+        try:
+            bound = bind(executed.statement, executed.parameters)  # KeyError: a placeholder nobody binds
+        except KeyError as err:
+            pytest.fail(f"{run}: statement needs bind parameter {err}, not given:\n{executed.statement}")
+        try:
+            parse_redshift(bound)
+        except ParseError as err:
+            pytest.fail(f"{run}: not valid Redshift SQL for sqlglot: {err}\n{bound}")
+        for keyword, pattern in POSTGRES_ONLY.items():
+            assert not re.search(pattern, code_only(executed.statement), re.I), (run, keyword, executed.statement)
+
+
+@pytest.mark.parametrize("task_id", render.check_tasks())
+def test_quality_checks_send_the_rendered_query(captures, task_id):
+    """A check task first sends its rendered query; given failing results it fails, after
+    sending its failure queries (all parsed by test_sent_statements_parse)."""
+    capture = captures[task_id]
+    assert capture.executed[0].statement == find_file(REDSHIFT_FILES, task_id).sql
+    assert capture.error is not None, "every check was made to fail, the task should have failed"
+    assert {e.via for e in capture.executed} == {"hook"}
+    assert not any(e.parameters for e in capture.executed)
+
+
+def test_create_tables_sends_each_ddl_file(captures):
+    sent = [e.statement for e in captures["create_tables"].executed]
+    assert sent == [f.sql for f in REDSHIFT_FILES if f.task_id == "create_tables"]
+
+
+def _is_query(statement: str) -> bool:
+    code = [line for line in statement.splitlines() if line.strip() and not line.lstrip().startswith("--")]
+    return bool(code) and code[0].lstrip().upper().startswith("SELECT")
+
+
+@pytest.mark.parametrize("task_id", render.staging_tasks())
+def test_stage_sends_the_rendered_copy_script(captures, task_id):
+    capture = captures[task_id]
+    task = render.rendered_task(task_id, "redshift")
+    # Look-ups (the table's columns, the ledger's versions) come first, each in its own transaction.
+    in_transaction = [e for e in capture.executed if e.via == "transaction" and not _is_query(e.statement)]
+    script = split_statements(render.copy_from_s3_sql(task_id))
+    assert [e.statement for e in in_transaction[: len(script)]] == script
+    assert {e.paramstyle for e in in_transaction} == {"pyformat"}
+    assert capture.commits >= 1 and capture.rollbacks == 0
+
+    # The manifest the COPY reads lists every new object, under manifests/ in the data bucket.
+    manifest_url = render.copy_variables(task)["manifest_url"]
+    assert manifest_url.startswith(f"s3://{task.s3_bucket}/manifests/{task.table}/")
+    assert list(capture.uploads) == [manifest_url]
+    entries = json.loads(capture.uploads[manifest_url])["entries"]
+    assert entries and all(entry["mandatory"] is True for entry in entries)
+    expected_keys = [render.EVENT_KEY] if task.table == "staging_events" else list(render.SONG_KEYS)
+    assert [entry["url"] for entry in entries] == [f"s3://{task.s3_bucket}/{key}" for key in expected_keys]
+
+    # Then one ledger entry per object, in the same transaction.
+    ledger = split_statements(find_file(REDSHIFT_FILES, f"stage/stage_load_ledger.sql [{task_id}]").sql)
+    rest = [e.statement for e in in_transaction[len(script):]]
+    assert rest == ledger * len(expected_keys)
+
+
+def test_redshift_path_sends_exactly_the_redshift_stage_templates(captures):
+    # DbApiHook.run sends a file as one string (comments included): compare statement by statement.
+    sent = {s for run in render.staging_tasks() for e in captures[run].executed for s in split_statements(e.statement)}
+    issued = {
+        f.template
+        for f in REDSHIFT_FILES
+        if f.template and f.template.startswith("stage/") and set(split_statements(f.sql)) <= sent
+    }
+    stage_templates = {f.template for f in REDSHIFT_FILES if f.template and f.template.startswith("stage/")}
+    assert issued == stage_templates - POSTGRES_PATH_TEMPLATES
+
+
+@pytest.mark.parametrize("run", [run for run in RUNS if run.startswith("load_")])
+def test_loads_send_the_rendered_sql(captures, run):
+    task_id, _, mode = run.partition("[")
+    mode = mode.rstrip("]")
+    capture = captures[run]
+    task = render.etl_dag().get_task(task_id)
+    template = render.template_name(task.sql)
+    names = {f.name for f in REDSHIFT_FILES if f.task_id == task_id}
+    name = f"{template} [{mode}]" if f"{template} [{mode}]" in names else template
+    main = split_statements(find_file(REDSHIFT_FILES, name).sql)
+    sent = [e.statement for e in capture.executed]
+    assert sent[: len(main)] == main
+    if task_id == "load_songplays_fact":
+        # One loaded_hours insert per hour of the (one-hour) window, same transaction.
+        assert sent[len(main):] == [find_file(REDSHIFT_FILES, "load/loaded_hours.sql").sql]
+        assert capture.executed[-1].parameters["hour_start"] == render.WINDOW_START
+    else:
+        assert len(sent) == len(main)
+    assert {e.via for e in capture.executed} == {"transaction"}
+    assert {e.paramstyle for e in capture.executed} == {"pyformat"}
+    assert capture.commits == 1 and capture.rollbacks == 0
+
+
+KNOWN_DRIVER_REJECTS = {"stage/stage_load_ledger_versions.sql", "stage/columns.sql"}
+
+
+def driver_errors(captures):
+    return [(run, e) for run, e in all_executed(captures) if e.error]
+
+
+def test_driver_accepts_bind_parameters_except_known_bug(captures):
+    """redshift_connector (paramstyle conversion) accepts every statement the tasks send,
+    apart from the known problem pinned by test_driver_accepts_every_bind_parameter."""
+    known = {
+        statement
+        for f in REDSHIFT_FILES
+        if f.template in KNOWN_DRIVER_REJECTS
+        for statement in split_statements(f.sql)
+    }
+    unexpected = [
+        (run, e.error, e.statement)
+        for run, e in driver_errors(captures)
+        if not set(split_statements(e.statement)) <= known
+    ]
+    assert not unexpected
+
+
+def test_driver_accepts_every_bind_parameter(captures):
+    errors = [(run, e.error, e.statement.strip().splitlines()[-1]) for run, e in driver_errors(captures)]
+    assert not errors
+
+
+# --------------------------------------------------------------------------- docs/production.md
+
+
+def documented_connections() -> dict[str, dict]:
+    """The connections JSON of docs/production.md (conn id -> connection), the block that
+    holds ``sparkify_warehouse``."""
+    text = (REPO / "docs" / "production.md").read_text()
+    for match in re.finditer(r"```json\n(.*?)```", text, re.S):
+        block = json.loads(match.group(1))
+        if isinstance(block, dict) and "sparkify_warehouse" in block:
+            return block
+    raise AssertionError("docs/production.md has no JSON block with the sparkify_warehouse connection")
+
+
+def test_documented_connections_work(monkeypatch, tmp_path):
+    """The documented connections load with `airflow connections import` and, as
+    AIRFLOW_CONN_* JSON, give the Redshift dialect, RedshiftSQLHook with IAM auth and a role
+    for COPY."""
+    from airflow.providers.amazon.aws.hooks.redshift_sql import RedshiftSQLHook
+    from airflow.providers.amazon.aws.hooks.s3 import S3Hook
+    from airflow.secrets.local_filesystem import load_connections_dict
+
+    documented = documented_connections()
+    assert {"sparkify_aws", "sparkify_warehouse"} <= documented.keys()
+    (tmp_path / "connections.json").write_text(json.dumps(documented))
+    imported = load_connections_dict(str(tmp_path / "connections.json"))
+    assert imported["sparkify_warehouse"].conn_type == "redshift"
+    for conn_id, value in documented.items():
+        monkeypatch.setenv(f"AIRFLOW_CONN_{conn_id.upper()}", json.dumps(value))
+
+    warehouse = Warehouse("sparkify_warehouse")
+    assert warehouse.dialect == "redshift"
+    assert isinstance(warehouse.hook, RedshiftSQLHook)
+    connection = warehouse.connection
+    extra = connection.extra_dejson
+    assert extra["iam"] is True and extra["cluster_identifier"] and extra["db_user"] == connection.login
+    assert connection.login and connection.schema and not connection.password
+    # The hook gets IAM credentials through this AWS connection; the docs define it.
+    assert warehouse.hook.aws_conn_id in documented
+
+    # The COPY credentials come from the AWS connection's role_arn.
+    aws = S3Hook(aws_conn_id="sparkify_aws")
+    assert re.fullmatch(r"arn:aws:iam::\d{12}:role/[\w+=,.@/-]+", aws.conn_config.role_arn)
+    assert aws.conn_config.region_name

@@ -1,0 +1,195 @@
+"""docker-compose.yaml, checked without Docker: structure, mounts, healthchecks, ports, wiring.
+
+The Docker engine is not available to the test suite, so this reads the file with
+``yaml.safe_load`` (which resolves the ``<<: *anchor`` merges the way Compose does) and checks
+what would break ``docker compose up`` or expose the stack beyond this machine.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import sys
+from pathlib import Path
+from urllib.parse import urlparse
+
+import pytest
+import yaml
+
+REPO = Path(__file__).resolve().parent.parent
+COMPOSE_FILE = REPO / "docker-compose.yaml"
+
+AIRFLOW_SERVICES = (
+    "airflow-apiserver", "airflow-scheduler", "airflow-dag-processor", "airflow-worker", "airflow-triggerer", "airflow-init",
+)
+SERVICES = ("postgres", "redis", "s3", "s3-seed", *AIRFLOW_SERVICES)
+ONE_SHOT = {"airflow-init", "s3-seed"}
+AIRFLOW_IMAGE = "apache/airflow:3.3.2"
+PROJECT_MOUNTS = {"./dags": "/opt/airflow/dags", "./plugins": "/opt/airflow/plugins",
+                  "./include": "/opt/airflow/include", "./scripts": "/opt/airflow/scripts"}
+INTERPOLATION = re.compile(r"\$\{(\w+)(?::?-([^}]*))?\}")
+
+
+def interpolate(value: str) -> str:
+    """Compose's ``${VAR:-default}`` with nothing set in the environment (``$$`` is a literal ``$``)."""
+    return INTERPOLATION.sub(lambda m: m.group(2) or "", value.replace("$$", "\0")).replace("\0", "$")
+
+
+@pytest.fixture(scope="module")
+def compose() -> dict:
+    return yaml.safe_load(COMPOSE_FILE.read_text())
+
+
+@pytest.fixture(scope="module")
+def services(compose) -> dict:
+    return compose["services"]
+
+
+def environment(service: dict) -> dict[str, str]:
+    env = service.get("environment") or {}
+    if isinstance(env, list):
+        env = dict(item.split("=", 1) for item in env)
+    return {key: interpolate(str(value)) for key, value in env.items()}
+
+
+def bind_mounts(service: dict) -> list[tuple[str, str]]:
+    """(host path, container path) of the service's bind mounts (named volumes left out)."""
+    mounts = []
+    for volume in service.get("volumes", []):
+        if isinstance(volume, dict):
+            if volume.get("type") == "bind":
+                mounts.append((interpolate(volume["source"]), volume["target"]))
+            continue
+        source, target = interpolate(volume).split(":")[:2]
+        if source.startswith((".", "/", "~")):
+            mounts.append((source, target))
+    return mounts
+
+
+def test_yaml_parses_and_lists_every_service(compose, services):
+    assert isinstance(compose, dict)
+    assert set(SERVICES) <= set(services)
+
+
+def test_airflow_services_share_the_common_definition(services):
+    for name in AIRFLOW_SERVICES:
+        service = services[name]
+        assert interpolate(service["image"]) == AIRFLOW_IMAGE, name
+        env = environment(service)
+        assert env["AIRFLOW__CORE__EXECUTOR"] == "CeleryExecutor", name
+        assert env["AIRFLOW__CORE__EXECUTION_API_SERVER_URL"] == "http://airflow-apiserver:8080/execution/", name
+        assert env["AIRFLOW__CELERY__BROKER_URL"].startswith("redis://"), name
+        assert "@postgres/" in env["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"], name
+        assert dict(bind_mounts(service)) == PROJECT_MOUNTS, name
+    commands = {services[name]["command"] for name in AIRFLOW_SERVICES if name != "airflow-init"}
+    assert commands == {"api-server", "scheduler", "dag-processor", "celery worker", "triggerer"}
+
+
+def test_every_bind_mounted_path_exists(services):
+    for name, service in services.items():
+        for source, _ in bind_mounts(service):
+            assert (REPO / source).resolve().exists(), f"{name}: {source} does not exist in the repository"
+
+
+def test_healthchecks(services):
+    assert services["postgres"]["healthcheck"]["test"][:2] == ["CMD", "pg_isready"]
+    assert "redis-cli" in services["redis"]["healthcheck"]["test"]
+    for name, service in services.items():
+        if name not in ONE_SHOT:
+            assert service.get("healthcheck", {}).get("test"), f"{name} has no healthcheck"
+
+
+def test_ports_bind_to_localhost_only(services):
+    published = 0
+    for name, service in services.items():
+        for port in service.get("ports", []):
+            published += 1
+            if isinstance(port, dict):
+                assert port.get("host_ip") == "127.0.0.1", (name, port)
+            else:
+                assert interpolate(str(port)).startswith("127.0.0.1:"), (name, port)
+    assert published  # the API server at least
+
+
+def test_depends_on_conditions(services):
+    for name, service in services.items():
+        depends = service.get("depends_on", {})
+        assert isinstance(depends, dict), f"{name}: depends_on needs conditions (mapping form)"
+        for other, spec in depends.items():
+            assert other in services, (name, other)
+            condition = spec["condition"]
+            if condition == "service_healthy":
+                assert services[other].get("healthcheck"), (name, other)
+            elif condition == "service_completed_successfully":
+                assert other in ONE_SHOT, (name, other)
+            else:
+                assert condition == "service_started", (name, other, condition)
+    for name in AIRFLOW_SERVICES:
+        assert services[name]["depends_on"]["postgres"]["condition"] == "service_healthy"
+        assert services[name]["depends_on"]["redis"]["condition"] == "service_healthy"
+        if name != "airflow-init":
+            assert services[name]["depends_on"]["airflow-init"]["condition"] == "service_completed_successfully"
+    assert services["airflow-worker"]["depends_on"]["s3-seed"]["condition"] == "service_completed_successfully"
+    assert services["s3-seed"]["depends_on"]["s3"]["condition"] == "service_healthy"
+
+
+def test_connections_and_variables(services):
+    env = environment(services["airflow-worker"])
+    aws = json.loads(env["AIRFLOW_CONN_SPARKIFY_AWS"])
+    warehouse = json.loads(env["AIRFLOW_CONN_SPARKIFY_WAREHOUSE"])
+    assert aws["conn_type"] == "aws"
+    assert urlparse(aws["extra"]["endpoint_url"]).hostname in services  # the moto service
+    assert warehouse["conn_type"] == "postgres" and warehouse["host"] in services
+    seed = environment(services["s3-seed"])
+    assert env["AIRFLOW_VAR_SPARKIFY_BUCKET"] == seed["SPARKIFY_BUCKET"]
+    assert seed["SPARKIFY_S3_ENDPOINT"] == aws["extra"]["endpoint_url"]
+
+    # The warehouse database and role are the ones docker/postgres-init.sql creates.
+    init_scripts = [
+        REPO / source for source, target in bind_mounts(services["postgres"])
+        if target.startswith("/docker-entrypoint-initdb.d/")
+    ]
+    assert init_scripts
+    sql = "\n".join(path.read_text() for path in init_scripts)
+    assert re.search(rf"CREATE ROLE {warehouse['login']} LOGIN PASSWORD '{warehouse['password']}'", sql)
+    assert re.search(rf"CREATE DATABASE {warehouse['schema']} OWNER {warehouse['login']}", sql)
+
+
+def test_connections_select_the_postgres_dialect(services, monkeypatch):
+    from sparkify.warehouse import Warehouse
+
+    env = environment(services["airflow-worker"])
+    for name in ("AIRFLOW_CONN_SPARKIFY_AWS", "AIRFLOW_CONN_SPARKIFY_WAREHOUSE"):
+        monkeypatch.setenv(name, env[name])
+    assert Warehouse("sparkify_warehouse").dialect == "postgres"
+
+
+def test_pip_requirements_match_requirements_txt(services):
+    pinned = dict(
+        line.split("==", 1) for line in (REPO / "requirements.txt").read_text().splitlines()
+        if "==" in line and not line.startswith("#")
+    )
+    extra = environment(services["airflow-worker"])["_PIP_ADDITIONAL_REQUIREMENTS"].split()
+    assert extra
+    for requirement in extra:
+        package, _, version = requirement.partition("==")
+        assert pinned.get(package) == version, requirement
+    assert environment(services["airflow-init"])["_PIP_ADDITIONAL_REQUIREMENTS"] == ""
+
+
+def test_seed_runs_the_project_scripts_with_valid_options(services):
+    seed = services["s3-seed"]
+    assert interpolate(seed["image"]) == AIRFLOW_IMAGE
+    script = seed["command"][-1]
+    for module in ("scripts.sample_data", "scripts.upload_data"):
+        invocation = re.search(rf"python -m {re.escape(module)}((?:\\\n|[^\n])*)", script)
+        assert invocation, f"s3-seed does not run {module}"
+        flags = set(re.findall(r"(--[a-z][a-z-]*)", invocation.group(1)))
+        assert len(flags) >= 3, (module, flags)
+        usage = subprocess.run(
+            [sys.executable, "-m", module, "--help"], cwd=REPO, capture_output=True, text=True, check=True,
+        ).stdout
+        assert flags and all(flag in usage for flag in flags), (module, flags - set(re.findall(r"--[a-z-]+", usage)))
+    assert ("./scripts", "/opt/airflow/scripts") in bind_mounts(seed)
+    assert seed["working_dir"] == "/opt/airflow"
