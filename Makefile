@@ -4,6 +4,7 @@
 #   make data [DATA_DIR=folder]              upload a folder (default: generated sample data) to the bucket
 #   make run START=... END=...               run the pipeline for an interval; `backfill` likewise
 #   make demo                                install, up, data, then the demo run
+#   make celery-demo                         the same on CeleryExecutor (Redis + a Celery worker), then stop it
 #   make sql Q="select count(*) from songs"  query the warehouse (psql -At style output)
 #   make test | bench
 #
@@ -46,10 +47,10 @@ ifneq ($(filter sql,$(MAKECMDGOALS)),)
   endif
 endif
 
-.PHONY: help venv install env up down status reset sql data run backfill demo test bench logs
+.PHONY: help venv install env up down status reset sql data run backfill demo celery-demo test bench logs
 
 help:
-	@sed -n '3,10s/^# \{0,1\}//p' $(firstword $(MAKEFILE_LIST))
+	@sed -n '3,11s/^# \{0,1\}//p' $(firstword $(MAKEFILE_LIST))
 
 # --------------------------------------------------------------------------- environment
 
@@ -109,6 +110,33 @@ backfill: up
 
 demo: up data
 	$(WITH_STACK_ENV) $(PY) -m scripts.pipeline demo
+
+# CeleryExecutor: the stack with a Redis broker and a separate Celery worker, in its own state dir
+# and on its own ports (so it runs next to `make up`); sample data, a backfill, the summary, then down.
+CELERY_STATE ?= .state/celery
+CELERY_PG_PORT ?= 25432
+CELERY_S3_PORT ?= 29000
+CELERY_API_PORT ?= 28080
+CELERY_REDIS_PORT ?= 26379
+CELERY_START ?= 2018-11-01T00:00:00Z
+CELERY_END ?= 2018-11-01T04:00:00Z
+
+celery-demo: $(INSTALLED)
+	@set -euo pipefail; \
+	export SPARKIFY_STATE_DIR=$(call q,$(abspath $(CELERY_STATE))) SPARKIFY_EXECUTOR=CeleryExecutor \
+		SPARKIFY_PG_PORT=$(CELERY_PG_PORT) SPARKIFY_S3_PORT=$(CELERY_S3_PORT) \
+		SPARKIFY_API_PORT=$(CELERY_API_PORT) SPARKIFY_REDIS_PORT=$(CELERY_REDIS_PORT); \
+	trap '$(STACK) down' EXIT; \
+	$(STACK) up; \
+	$(PY) -m scripts.sample_data --out $(call q,$(CELERY_STATE)/sample_data) --overwrite --seed $(SEED) \
+		--songs $(SONGS) --start-day $(START_DAY) --days 1 --events-per-day $(EVENTS_PER_DAY); \
+	stack_env="$$($(STACK) env)"; eval "$$stack_env"; \
+	$(PY) -m scripts.upload_data --dir $(call q,$(CELERY_STATE)/sample_data) \
+		--bucket "$$SPARKIFY_BUCKET" --endpoint-url "$$SPARKIFY_S3_ENDPOINT"; \
+	status=0; $(PY) -m scripts.pipeline backfill --start $(call q,$(CELERY_START)) --end $(call q,$(CELERY_END)) || status=$$?; \
+	finished=$$(awk '/^=== .* starting:/ {n = 0} /Workload finished/ {n++} END {print n + 0}' "$$SPARKIFY_STATE_DIR/logs/celery-worker.log"); \
+	echo "Celery worker: $$finished task workloads finished (log: $(CELERY_STATE)/logs/celery-worker.log)"; \
+	exit $$status
 
 # --------------------------------------------------------------------------- checks
 

@@ -35,9 +35,10 @@ from datetime import timedelta
 from pathlib import Path
 
 import pendulum
-from airflow.sdk import DAG, Param, TaskGroup
+from airflow.sdk import DAG, AsyncCallback, DeadlineAlert, DeadlineReference, Param, TaskGroup
 from airflow.timetables.interval import CronDataIntervalTimetable
 
+from sparkify.alerts import SparkifyNotifier
 from sparkify.operators import (
     ColumnChecksOperator,
     LoadDimensionOperator,
@@ -46,6 +47,7 @@ from sparkify.operators import (
     TableChecksOperator,
     WarehouseSQLOperator,
 )
+from sparkify.operators.report import STAR_ASSETS
 from sparkify.quality import QUALITY_CHECKS, window_clause
 from sparkify.window import run_window
 
@@ -59,6 +61,8 @@ WINDOW_END = "{{ run_window(params, data_interval_start, data_interval_end)[1] }
 STAR_TABLES = ("songplays", "users", "songs", "artists", "time")
 SUPPORT_TABLES = ("staging_events", "staging_songs", "stage_load_ledger", "stage_rejects", "loaded_hours")
 HOUR_PATTERN = r"^\d{4}-\d{2}-\d{2}[T ]\d{2}:00(:00)?(Z|[+-]00:?00)?$"
+# A run not finished this long after it was queued raises a Deadline Alert (sparkify.alerts).
+RUN_DEADLINE = timedelta(minutes=float(os.environ.get("SPARKIFY_RUN_DEADLINE_MINUTES", "30")))
 
 with DAG(
     dag_id="sparkify_etl",
@@ -75,7 +79,19 @@ with DAG(
         "retry_delay": timedelta(minutes=1),
         "email_on_retry": False,
         "email_on_failure": False,
+        "on_failure_callback": SparkifyNotifier(),
     },
+    deadline=DeadlineAlert(
+        reference=DeadlineReference.DAGRUN_QUEUED_AT,
+        interval=RUN_DEADLINE,
+        callback=AsyncCallback(
+            SparkifyNotifier,
+            kwargs={"event": "deadline_missed",
+                    "deadline_description": f"A run should finish within {RUN_DEADLINE.total_seconds() / 60:g} minutes "
+                                            "of being queued."},
+        ),
+        name="run_not_finished",
+    ),
     params={
         "start": Param(None, type=["null", "string"], pattern=HOUR_PATTERN,
                        description="Manual runs: first hour of the window (UTC, e.g. 2018-11-01T00:00:00Z)."),
@@ -92,8 +108,12 @@ with DAG(
     create_tables = WarehouseSQLOperator(
         task_id="create_tables",
         conn_id=WAREHOUSE_CONN_ID,
-        sql=[f"create/{table}.sql" for table in (*SUPPORT_TABLES, *STAR_TABLES)],
-        doc_md="Creates every staging, bookkeeping and star-schema table if missing.",
+        sql=["create/create_tables_lock.sql", *(f"create/{table}.sql" for table in (*SUPPORT_TABLES, *STAR_TABLES))],
+        doc_md=(
+            "**Creates every table that is missing** (`CREATE TABLE IF NOT EXISTS`): staging, the "
+            "ledger, rejects, `loaded_hours` and the star schema. Safe to re-run; never drops data.\n\n"
+            "SQL: `include/sql/create/<table>.sql` (Redshift DISTKEY/SORTKEY, PostgreSQL indexes)."
+        ),
     )
 
     stage_events = StageToRedshiftOperator(
@@ -109,7 +129,18 @@ with DAG(
         upsert_keys=("sessionid", "iteminsession", "ts"),
         aws_conn_id=AWS_CONN_ID,
         redshift_conn_id=WAREHOUSE_CONN_ID,
-        doc_md="Stages the event files of the window's UTC days (new or changed versions only).",
+        doc_md=(
+            "**Stages the app-event logs** of the window's UTC days "
+            "(`log_data/YYYY/MM/YYYY-MM-DD-events.json`) into `staging_events`, using "
+            "`log_json_path.json`.\n\n"
+            "- Only new or changed object versions are read; the `stage_load_ledger` remembers each "
+            "key's ETag, so re-runs skip what is already staged.\n"
+            "- **The log shows the counts**: one line per object (`lines, staged, rejected`) and a "
+            "total, e.g. `staging_events: staged 1,234 rows from 1 objects, 0 rejected`.\n"
+            "- Bad records go to `stage_rejects` (file, line, field, reason); more than `max_errors` "
+            "per object fails the task without staging that object.\n"
+            "- Re-run: clear the task; a changed file replaces the rows it staged before."
+        ),
     )
 
     stage_songs = StageToRedshiftOperator(
@@ -123,7 +154,12 @@ with DAG(
         upsert_keys=("song_id",),
         aws_conn_id=AWS_CONN_ID,
         redshift_conn_id=WAREHOUSE_CONN_ID,
-        doc_md="Stages new or changed song files under song_data/.",
+        doc_md=(
+            "**Stages the song catalogue**: every new or changed object under `song_data/` into "
+            "`staging_songs` (JSON `auto`). Unchanged files are skipped by ETag, so after the first "
+            "run this usually logs `nothing new to stage; 0 rows staged`. Counts and rejects are "
+            "logged like `stage_events`."
+        ),
     )
 
     load_songplays = LoadFactOperator(
@@ -134,10 +170,28 @@ with DAG(
         window_start=WINDOW_START,
         window_end=WINDOW_END,
         redshift_conn_id=WAREHOUSE_CONN_ID,
-        doc_md="Replaces the window's songplays, matching songs on title, artist and duration.",
+        outlets=[STAR_ASSETS["songplays"]],
+        doc_md=(
+            "**Replaces the window's `songplays`** in one transaction: deletes the rows with "
+            "`start_time` in [start, end) and inserts one row per `NextSong` event by a known user. "
+            "Songs match on title, artist name and duration (lowest `song_id` wins). Records the "
+            "window's hours in `loaded_hours`.\n\n"
+            "The log shows `songplays [start, end): N deleted, M inserted`. Updates the Asset "
+            "`sparkify.songplays`, which schedules `sparkify_analytics`."
+        ),
     )
 
     dimension_mode = "{{ 'truncate-insert' if params.full_refresh else 'merge' }}"
+    DIMENSION_DOCS = {
+        "users": "**Loads `users`** from each user's latest event (by `ts`) in any loaded hour; "
+                 "`merge` refreshes the users seen in the window, `full_refresh` rebuilds all.",
+        "songs": "**Loads `songs`** from `staging_songs`, one row per `song_id` (a fixed ordering "
+                 "decides when files disagree); `merge` upserts, `full_refresh` rebuilds.",
+        "artists": "**Loads `artists`** from `staging_songs`, one row per `artist_id`, preferring "
+                   "rows with a location; `merge` upserts, `full_refresh` rebuilds.",
+        "time": "**Loads `time`**: one row per distinct `songplays.start_time` in the window, with "
+                "hour, day, week, month, year and weekday in UTC (always `merge`).",
+    }
     load_dimensions = {
         table: LoadDimensionOperator(
             task_id=f"load_{table}_dim",
@@ -147,7 +201,11 @@ with DAG(
             window_start=WINDOW_START,
             window_end=WINDOW_END,
             redshift_conn_id=WAREHOUSE_CONN_ID,
-            doc_md=f"Loads the {table} dimension.",
+            outlets=[STAR_ASSETS[table]],
+            doc_md=DIMENSION_DOCS[table] + (
+                f"\n\nThe log shows the mode and `deleted / inserted / updated` counts. "
+                f"Updates the Asset `sparkify.{table}`."
+            ),
         )
         for table in ("users", "songs", "artists", "time")
     }

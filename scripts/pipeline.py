@@ -14,6 +14,7 @@ The environment comes from ``python -m scripts.stack env`` (the Makefile sets it
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
 import time
@@ -162,7 +163,44 @@ def summarize(api: AirflowAPI, runs: list[dict]) -> bool:
     for line in failing_tasks[:20]:
         print(f"  FAILED {line}")
     print(f"Airflow UI: {api.base_url}/dags/{DAG_ID}  (local stack: no login needed, every user is admin)")
+    print_analytics_report(api)
     return not failed
+
+
+ANALYTICS_DAG_ID = "sparkify_analytics"
+
+
+def print_analytics_report(api: AirflowAPI, timeout: float = 180) -> None:
+    """Where the newest analytics report is. ``sparkify_analytics`` is scheduled on the five
+    star-schema Assets, so first wait while a report run is queued or running, or about to be
+    created (all five Assets updated since the last report)."""
+    bucket = os.environ.get("SPARKIFY_BUCKET") or os.environ.get("AIRFLOW_VAR_SPARKIFY_BUCKET", "")
+    deadline = time.monotonic() + timeout
+    try:
+        while time.monotonic() < deadline:
+            active = api._call("GET", f"/api/v2/dags/{ANALYTICS_DAG_ID}/dagRuns",
+                               params={"state": ["queued", "running"], "limit": 1})["total_entries"]
+            try:
+                pending = api._call("GET", f"/api/v2/dags/{ANALYTICS_DAG_ID}/assets/queuedEvents")["total_entries"]
+            except PipelineError:  # 404: nothing queued
+                pending = 0
+            if not active and pending < len(STAR_TABLES):
+                break
+            time.sleep(2)
+        import boto3
+
+        s3 = boto3.client("s3", endpoint_url=os.environ.get("SPARKIFY_S3_ENDPOINT") or None)
+        latest = json.loads(s3.get_object(Bucket=bucket, Key="reports/latest.json")["Body"].read())
+    except Exception as err:  # no analytics run yet, or the DAG is missing/paused
+        print(f"Analytics report: none yet ({err.__class__.__name__}); see {api.base_url}/dags/{ANALYTICS_DAG_ID}")
+        return
+    prefix, endpoint = latest["prefix"], os.environ.get("SPARKIFY_S3_ENDPOINT", "")
+    print(f"Analytics report: s3://{bucket}/{latest['index_key']}  (run {latest['run_id']}, {latest['generated_at']})")
+    print(f"  files: {', '.join(latest['files'])}")
+    link = s3.generate_presigned_url("get_object", Params={"Bucket": bucket, "Key": latest["index_key"]}, ExpiresIn=3600)
+    print(f"  open:  {link}  (presigned, valid 1 h)")
+    endpoint_flag = f" --endpoint-url {endpoint}" if endpoint else ""
+    print(f"  fetch: aws s3 cp --recursive s3://{bucket}/{prefix}/ ./report/{endpoint_flag}  (then open report/index.html)")
 
 
 def main(argv: list[str] | None = None) -> int:

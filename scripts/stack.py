@@ -7,6 +7,10 @@ directory (``<repo>/.state`` by default):
 * S3 emulation (moto)     in memory, for development only
 * Airflow 3 components    ``AIRFLOW_HOME=<state>/airflow`` (api-server, scheduler, dag-processor, triggerer)
 
+The executor is LocalExecutor by default. With ``executor="CeleryExecutor"`` (``SPARKIFY_EXECUTOR``)
+the stack also runs a Redis broker (``redis-server``, in memory, password-protected) and a separate
+``airflow celery worker`` that executes the tasks; Celery's results go to the ``airflow`` database.
+
 Processes are tracked by pid files in ``<state>/run`` and logs go to ``<state>/logs``.
 Generated secrets (database passwords, API/JWT keys) live in ``<state>/secrets.env``.
 
@@ -56,7 +60,13 @@ CMDLINE_TOKENS: dict[str, tuple[str, ...]] = {
     "scheduler": ("scheduler",),
     "dag-processor": ("dag-processor", "dag_processor"),
     "triggerer": ("triggerer",),
+    "redis": ("redis-server",),
+    "celery-worker": ("celery",),
 }
+EXECUTORS = ("LocalExecutor", "CeleryExecutor")
+# Extra processes of a CeleryExecutor stack: the broker and one worker (stopped after the rest).
+CELERY_COMPONENTS = ("redis", "celery-worker")
+CELERY_WORKER_CONCURRENCY = 4
 # Environment marker set on every process we spawn: identifies "our" processes.
 STATE_MARKER = "SPARKIFY_STACK_STATE"
 BIND_ATTEMPTS = 3  # retries when another program grabs a port between our check and the bind
@@ -67,6 +77,7 @@ SECRET_KEYS = (
     "AIRFLOW__API_AUTH__JWT_SECRET",
     "AIRFLOW__API__SECRET_KEY",
     "AIRFLOW__CORE__FERNET_KEY",
+    "SPARKIFY_REDIS_PASSWORD",  # Celery broker (CeleryExecutor stacks only)
 )
 
 log = logging.getLogger("sparkify.stack")
@@ -259,6 +270,15 @@ def _tail(path: Path, lines: int = 15) -> str:
     return "\n".join("    " + line for line in text[-lines:])
 
 
+def normalize_executor(name: str) -> str:
+    """``LocalExecutor``/``CeleryExecutor`` from that name or ``local``/``celery`` (any case)."""
+    key = name.strip().lower().removesuffix("executor")
+    for executor in EXECUTORS:
+        if executor.lower().removesuffix("executor") == key:
+            return executor
+    raise StackError(f"executor {name!r} is not supported; use one of {', '.join(EXECUTORS)}")
+
+
 def _env_port(name: str, default: int) -> int:
     raw = os.environ.get(name, "").strip()
     if not raw:
@@ -281,6 +301,7 @@ class LocalStack:
     pg_start_timeout = 60
     s3_start_timeout = 60
     airflow_start_timeout = 240
+    redis_start_timeout = 30
     stop_timeout = 30
 
     def __init__(
@@ -292,6 +313,9 @@ class LocalStack:
         api_port: int = 18080,
         bucket: str = "sparkify-local",
         repo_root: Path = REPO_ROOT,
+        executor: str = "LocalExecutor",
+        redis_port: int = 16379,
+        worker_concurrency: int = CELERY_WORKER_CONCURRENCY,
     ):
         self.state_dir = Path(state_dir).absolute()
         self.pg_port = int(pg_port)
@@ -299,6 +323,9 @@ class LocalStack:
         self.api_port = int(api_port)
         self.bucket = bucket
         self.repo_root = Path(repo_root).absolute()
+        self.executor = normalize_executor(executor)
+        self.redis_port = int(redis_port)  # used by CeleryExecutor stacks only
+        self.worker_concurrency = int(worker_concurrency)
 
         self.run_dir = self.state_dir / "run"
         self.logs_dir = self.state_dir / "logs"
@@ -308,6 +335,7 @@ class LocalStack:
         self.pg_socket_dir = self.pg_dir / "run"
         self.pg_log = self.logs_dir / "postgres.log"
         self.airflow_home = self.state_dir / "airflow"
+        self.redis_dir = self.state_dir / "redis"
 
         self._secrets: dict[str, str] | None = None
         self._children: dict[str, subprocess.Popen] = {}
@@ -324,13 +352,27 @@ class LocalStack:
             s3_port=_env_port("SPARKIFY_S3_PORT", 19000),
             api_port=_env_port("SPARKIFY_API_PORT", 18080),
             bucket=os.environ.get("SPARKIFY_BUCKET") or "sparkify-local",
+            executor=os.environ.get("SPARKIFY_EXECUTOR") or "LocalExecutor",
+            redis_port=_env_port("SPARKIFY_REDIS_PORT", 16379),
         )
 
     def __repr__(self) -> str:
+        celery = f", redis_port={self.redis_port}" if self.celery else ""
         return (
             f"LocalStack(state_dir={str(self.state_dir)!r}, pg_port={self.pg_port}, "
-            f"s3_port={self.s3_port}, api_port={self.api_port}, bucket={self.bucket!r})"
+            f"s3_port={self.s3_port}, api_port={self.api_port}, bucket={self.bucket!r}, "
+            f"executor={self.executor!r}{celery})"
         )
+
+    @property
+    def celery(self) -> bool:
+        """True when tasks run on a Celery worker (with a Redis broker) instead of LocalExecutor."""
+        return self.executor == "CeleryExecutor"
+
+    @property
+    def components(self) -> tuple[str, ...]:
+        """The Airflow-side processes of this stack (Celery's broker and worker included)."""
+        return AIRFLOW_COMPONENTS + (CELERY_COMPONENTS if self.celery else ())
 
     # ------------------------------------------------------------------ addresses and env
 
@@ -349,6 +391,10 @@ class LocalStack:
     @property
     def api_url(self) -> str:
         return f"http://{HOST}:{self.api_port}"
+
+    @property
+    def broker_url(self) -> str:
+        return f"redis://:{self.secrets['SPARKIFY_REDIS_PASSWORD']}@{HOST}:{self.redis_port}/0"
 
     def _conninfo(self, dbname: str, user: str = APP_ROLE, password: str | None = None) -> str:
         from psycopg.conninfo import make_conninfo
@@ -432,20 +478,19 @@ class LocalStack:
             )
         )
         pythonpath = os.pathsep.join([str(self.repo_root), str(self.repo_root / "plugins")])
-        return {
+        metadata_url = f"postgresql+psycopg://{APP_ROLE}:{password}@{HOST}:{self.pg_port}/{METADATA_DB}"
+        env = {
             # Airflow core
             "AIRFLOW_HOME": str(self.airflow_home),
             "AIRFLOW__CORE__DAGS_FOLDER": str(self.repo_root / "dags"),
             "AIRFLOW__CORE__PLUGINS_FOLDER": str(self.repo_root / "plugins"),
             "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
-            "AIRFLOW__CORE__EXECUTOR": "LocalExecutor",
+            "AIRFLOW__CORE__EXECUTOR": self.executor,
             "AIRFLOW__CORE__PARALLELISM": "8",
             "AIRFLOW__CORE__FERNET_KEY": s["AIRFLOW__CORE__FERNET_KEY"],
             "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"{api}/execution/",
             "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_ALL_ADMINS": "True",
-            "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": (
-                f"postgresql+psycopg://{APP_ROLE}:{password}@{HOST}:{self.pg_port}/{METADATA_DB}"
-            ),
+            "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": metadata_url,
             # API server
             "AIRFLOW__API__HOST": HOST,
             "AIRFLOW__API__PORT": str(self.api_port),
@@ -487,6 +532,7 @@ class LocalStack:
             "SPARKIFY_PG_PORT": str(self.pg_port),
             "SPARKIFY_S3_PORT": str(self.s3_port),
             "SPARKIFY_API_PORT": str(self.api_port),
+            "SPARKIFY_EXECUTOR": self.executor,
             "SPARKIFY_BUCKET": self.bucket,
             "SPARKIFY_S3_ENDPOINT": self.s3_endpoint,
             "SPARKIFY_API_URL": api,
@@ -495,6 +541,17 @@ class LocalStack:
             "NO_PROXY": no_proxy,
             "no_proxy": no_proxy,
         }
+        if self.celery:
+            env.update({
+                # Broker: our redis-server; results (task states the scheduler polls): the metadata DB.
+                "AIRFLOW__CELERY__BROKER_URL": self.broker_url,
+                "AIRFLOW__CELERY__RESULT_BACKEND": f"db+{metadata_url}",
+                "AIRFLOW__CELERY__WORKER_CONCURRENCY": str(self.worker_concurrency),
+                # Celery's own default (24 h) stated explicitly: silences a start-up warning per process.
+                "AIRFLOW__CELERY_BROKER_TRANSPORT_OPTIONS__VISIBILITY_TIMEOUT": "86400",
+                "SPARKIFY_REDIS_PORT": str(self.redis_port),
+            })  # fmt: skip
+        return env
 
     def child_env(self) -> dict[str, str]:
         """Environment for processes we spawn: inherited env without stray Airflow settings + env()."""
@@ -666,15 +723,30 @@ class LocalStack:
 
     def _wait_http(self, url: str, timeout: float, watch: Iterable[str]) -> bytes:
         """Wait until ``url`` answers; fail early (with the log tail) if a watched process dies."""
-        watch = list(watch)
-        deadline = time.monotonic() + timeout
-        while True:
+
+        def answer() -> bytes | None:
             try:
                 status, body = _http_get(url)
                 if status < 500:
                     return body
             except (OSError, urllib.error.URLError):
                 pass
+            return None
+
+        return self._wait_until(answer, f"{url} did not answer", timeout, watch)
+
+    def _wait_until(self, probe, what: str, timeout: float, watch: Iterable[str]):
+        """Poll ``probe()`` until it returns something other than None, and return that.
+
+        Fails early (with the log tail) if a watched process dies, and after ``timeout`` seconds
+        with ``what`` and the log of the first watched process.
+        """
+        watch = list(watch)
+        deadline = time.monotonic() + timeout
+        while True:
+            result = probe()
+            if result is not None:
+                return result
             for name in watch:
                 if self._owned_pid(name) is None:
                     log_path = self.logs_dir / f"{name}.log"
@@ -687,7 +759,7 @@ class LocalStack:
                     )
             if time.monotonic() > deadline:
                 log_path = self.logs_dir / f"{watch[0]}.log" if watch else self.logs_dir
-                raise StackError(f"{url} did not answer within {timeout:.0f}s; see {log_path}\n{_tail(log_path)}")
+                raise StackError(f"{what} within {timeout:.0f}s; see {log_path}\n{_tail(log_path)}")
             time.sleep(0.25)
 
     # ------------------------------------------------------------------ PostgreSQL
@@ -920,7 +992,8 @@ class LocalStack:
         import boto3
         from botocore.config import Config
 
-        return boto3.client(
+        # A session of its own: boto3's default session is not thread-safe (stacks may start in parallel).
+        return boto3.session.Session().client(
             "s3",
             endpoint_url=self.s3_endpoint,
             aws_access_key_id=FAKE_AWS_CREDENTIAL,
@@ -998,10 +1071,100 @@ class LocalStack:
             # Their log servers would bind 0.0.0.0:8793/8794 (hard-coded host). Everything runs on
             # this machine and shares AIRFLOW_HOME/logs, so the api-server reads task logs from disk.
             return [self._airflow(), name, "--skip-serve-logs"]
+        if name == "celery-worker":
+            # Likewise no log server (0.0.0.0:8793): the worker then listens on no port at all.
+            # No mingle/gossip: there is one worker, nothing to synchronise with at start-up.
+            return [
+                self._airflow(), "celery", "worker", "--skip-serve-logs",
+                "--concurrency", str(self.worker_concurrency), "--without-mingle", "--without-gossip",
+            ]  # fmt: skip
         return [self._airflow(), name]
 
     def airflow_status(self) -> dict[str, bool]:
-        return {name: self._owned_pid(name) is not None for name in AIRFLOW_COMPONENTS}
+        return {name: self._owned_pid(name) is not None for name in self.components}
+
+    def _running_executor(self) -> str | None:
+        """The executor the running scheduler of this state dir was started with, if it runs."""
+        pid = self._owned_pid("scheduler")
+        return _environ(pid).get("AIRFLOW__CORE__EXECUTOR") if pid else None
+
+    # ------------------------------------------------------------------ Celery: Redis broker + worker
+
+    @staticmethod
+    def _redis_server() -> str:
+        found = shutil.which("redis-server")
+        if not found:
+            raise StackError(
+                "redis-server not found; the CeleryExecutor stack needs it (Debian: apt-get install redis-server)"
+            )
+        return found
+
+    def redis_running(self) -> bool:
+        return self._owned_pid("redis") is not None
+
+    def _redis_ping(self) -> bool | None:
+        import redis
+        from redis.backoff import NoBackoff
+        from redis.retry import Retry
+
+        client = redis.Redis(
+            host=HOST, port=self.redis_port, password=self.secrets["SPARKIFY_REDIS_PASSWORD"],
+            socket_connect_timeout=2, socket_timeout=2, retry=Retry(NoBackoff(), 0),  # we poll ourselves
+        )  # fmt: skip
+        try:
+            return True if client.ping() else None
+        except redis.RedisError:
+            return None
+        finally:
+            client.close()
+
+    def _write_redis_conf(self) -> Path:
+        """The password goes into a 0600 file, not onto the command line (which every user can read)."""
+        self.redis_dir.mkdir(mode=0o700, exist_ok=True)
+        conf = self.redis_dir / "redis.conf"
+        fd = os.open(conf, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as fh:
+            fh.write("# Written by scripts/stack.py on every start; edit the stack, not this file.\n")
+            fh.write(f"requirepass {self.secrets['SPARKIFY_REDIS_PASSWORD']}\n")
+        os.chmod(conf, 0o600)
+        return conf
+
+    def start_redis(self) -> None:
+        """The Celery broker: ``redis-server`` on 127.0.0.1, in memory only (no RDB/AOF files)."""
+        with self._locked():
+            pid = self._owned_pid("redis")
+            if pid is not None:
+                log.info("redis already running (pid %d) on %s:%d", pid, HOST, self.redis_port)
+                return
+            server = self._redis_server()
+            self._ensure_dirs()
+            conf = self._write_redis_conf()
+            cmd = [
+                server, str(conf), "--bind", HOST, "--port", str(self.redis_port), "--protected-mode", "yes",
+                "--save", "", "--appendonly", "no", "--dir", str(self.redis_dir), "--daemonize", "no",
+                "--logfile", "",
+            ]  # fmt: skip
+            for attempt in range(1, BIND_ATTEMPTS + 1):
+                ensure_port_free(self.redis_port, "SPARKIFY_REDIS_PORT")
+                self._spawn("redis", cmd)
+                try:
+                    self._wait_until(self._redis_ping, f"redis on {HOST}:{self.redis_port} did not answer",
+                                     self.redis_start_timeout, ["redis"])  # fmt: skip
+                    break
+                except ProcessDiedError as exc:
+                    if not exc.bind_failed or attempt == BIND_ATTEMPTS:
+                        raise
+                    log.info("redis: port %d was taken just before it bound it; retrying", self.redis_port)
+            log.info("redis started on %s:%d (Celery broker)", HOST, self.redis_port)
+
+    def _worker_ready(self) -> bool | None:
+        """Celery logs ``celery@<host> ready.`` once the worker consumes from the broker."""
+        output = _log_since(self.logs_dir / "celery-worker.log", self._log_marks.get("celery-worker", 0))
+        return True if " ready." in output else None
+
+    def _tracked(self, names: Iterable[str]) -> list[str]:
+        """``names`` without the Celery processes a LocalExecutor stack never started (no pid file)."""
+        return [n for n in names if self.celery or n not in CELERY_COMPONENTS or self._pid_file(n).exists()]
 
     @property
     def _migrate_stamp(self) -> Path:
@@ -1060,6 +1223,12 @@ class LocalStack:
 
     def start_airflow(self) -> None:
         with self._locked():
+            current = self._running_executor()
+            if current and current != self.executor:
+                raise StackError(
+                    f"the stack in {self.state_dir} runs with {current}; "
+                    f"stop it first (make down) to start it with {self.executor}"
+                )
             self.start_postgres()
             running = self.airflow_status()
             if all(running.values()):
@@ -1067,15 +1236,23 @@ class LocalStack:
                 return
             if not running["api-server"]:
                 ensure_port_free(self.api_port, "SPARKIFY_API_PORT")
+            if self.celery and not running["redis"]:
+                self._redis_server()  # fail before starting anything when it is missing
+                ensure_port_free(self.redis_port, "SPARKIFY_REDIS_PORT")
             self._ensure_dirs()
             self.migrate_airflow()
-            for name in AIRFLOW_COMPONENTS:
-                if not running[name]:
+            if self.celery:
+                self.start_redis()
+            for name in self.components:
+                if name != "redis" and not running[name]:
                     self._spawn(name, self._component_cmd(name))
             started = time.monotonic()
             for attempt in range(1, BIND_ATTEMPTS + 1):
                 try:
-                    self._wait_http(f"{self.api_url}/api/v2/version", self.airflow_start_timeout, AIRFLOW_COMPONENTS)
+                    self._wait_http(f"{self.api_url}/api/v2/version", self.airflow_start_timeout, self.components)
+                    if self.celery and not running["celery-worker"]:
+                        self._wait_until(self._worker_ready, "the Celery worker did not report ready",
+                                         self.airflow_start_timeout, ["celery-worker", *AIRFLOW_COMPONENTS])
                     break
                 except ProcessDiedError as exc:
                     if exc.name != "api-server" or not exc.bind_failed or attempt == BIND_ATTEMPTS:
@@ -1084,11 +1261,15 @@ class LocalStack:
                     log.info("api-server: port %d was taken just before it bound it; retrying", self.api_port)
                     ensure_port_free(self.api_port, "SPARKIFY_API_PORT")
                     self._spawn("api-server", self._component_cmd("api-server"))
-            log.info("airflow api-server answers at %s (after %.1fs)", self.api_url, time.monotonic() - started)
+            log.info("airflow api-server answers at %s (after %.1fs, %s)",
+                     self.api_url, time.monotonic() - started, self.executor)
 
     def stop_airflow(self) -> None:
+        """Stop the Airflow processes, and Celery's worker and broker if this state dir started them."""
         with self._locked():
-            self._stop_processes(AIRFLOW_COMPONENTS)
+            # The broker goes last: the scheduler and the worker still talk to it while shutting down.
+            self._stop_processes(self._tracked((*AIRFLOW_COMPONENTS, "celery-worker")))
+            self._stop_processes(self._tracked(["redis"]))
 
     # ------------------------------------------------------------------ whole stack
 
@@ -1106,8 +1287,9 @@ class LocalStack:
             if all(before.values()):
                 log.info("stack was already up; nothing to do")
             else:
-                log.info("stack is up in %.1fs: Airflow UI %s, S3 %s, warehouse %s:%d/%s",
-                         time.monotonic() - started, self.api_url, self.s3_endpoint, HOST, self.pg_port, WAREHOUSE_DB)
+                log.info("stack is up in %.1fs: Airflow UI %s, S3 %s, warehouse %s:%d/%s, %s",
+                         time.monotonic() - started, self.api_url, self.s3_endpoint, HOST, self.pg_port, WAREHOUSE_DB,
+                         self.executor)
 
     def down(self) -> None:
         with self._locked():
@@ -1189,8 +1371,11 @@ def _print_status(stack: LocalStack, as_json: bool) -> None:
         "postgres": f"{HOST}:{stack.pg_port} (databases {WAREHOUSE_DB}, {METADATA_DB})",
         "s3": f"{stack.s3_endpoint} (bucket {stack.bucket}, in memory)",
         "api-server": stack.api_url,
+        "scheduler": stack.executor,
+        "redis": f"{HOST}:{stack.redis_port} (Celery broker, in memory)",
+        "celery-worker": f"concurrency {stack.worker_concurrency}",
     }
-    for name in ("postgres", "s3", *AIRFLOW_COMPONENTS):
+    for name in ("postgres", "s3", *stack.components):
         pid = stack._postmaster_pid() if name == "postgres" else stack._owned_pid(name)
         state = f"running (pid {pid})" if pid else "stopped"
         print(f"{name:<14} {state:<22} {where.get(name, '')}".rstrip())

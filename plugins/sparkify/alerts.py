@@ -19,6 +19,8 @@ Every alert is logged. Slack and email are off until configured, and no secret l
   connection ``sparkify_smtp`` (host, port, login, password and ``from_email`` in its extra).
 
 A channel that fails is logged and skipped: an alert never fails the task it reports on.
+Missed deadlines of *backfill* runs are only logged by default (``alert_backfills=True`` sends
+them too): a long backfill queues many runs at once, and they wait their turn by design.
 """
 
 from __future__ import annotations
@@ -51,6 +53,7 @@ class SparkifyNotifier(BaseNotifier):
     :param slack_conn_id: connection holding the Slack incoming-webhook URL.
     :param smtp_conn_id: SMTP connection for email alerts.
     :param emails_variable: Variable listing email recipients (comma-separated).
+    :param alert_backfills: also send (not only log) missed deadlines of backfill runs.
     :param context: set by the triggerer when a Deadline Alert awaits the notifier.
     """
 
@@ -62,6 +65,7 @@ class SparkifyNotifier(BaseNotifier):
         slack_conn_id: str = SLACK_CONN_ID,
         smtp_conn_id: str = SMTP_CONN_ID,
         emails_variable: str = EMAILS_VARIABLE,
+        alert_backfills: bool = False,
         context: Mapping[str, Any] | None = None,
     ) -> None:
         super().__init__(context=dict(context) if context else None)
@@ -72,6 +76,7 @@ class SparkifyNotifier(BaseNotifier):
         self.slack_conn_id = slack_conn_id
         self.smtp_conn_id = smtp_conn_id
         self.emails_variable = emails_variable
+        self.alert_backfills = alert_backfills
 
     # -- entry points -------------------------------------------------------------------------
 
@@ -82,24 +87,26 @@ class SparkifyNotifier(BaseNotifier):
     async def async_notify(self, context: Mapping[str, Any]) -> None:
         """Deadline Alert callback (runs in the triggerer)."""
         alert = self.compose(context)
+        external = self.alert_backfills or alert.get("run_type") != "backfill"
         # Channel lookups and HTTP/SMTP calls block: keep them off the triggerer's event loop.
-        await asyncio.to_thread(self.deliver, alert)
+        await asyncio.to_thread(self.deliver, alert, external)
 
     # -- message ------------------------------------------------------------------------------
 
     def compose(self, context: Mapping[str, Any]) -> dict[str, str]:
-        """The alert as ``{"title", "text", "url"}``, from a task context or a deadline context."""
+        """The alert as ``{"title", "text", "url", ...}``, from a task or a deadline context."""
         if self.event == "deadline_missed":
             return describe_missed_deadline(context, self.deadline_description)
         return describe_task_failure(context)
 
     # -- delivery -----------------------------------------------------------------------------
 
-    def deliver(self, alert: dict[str, str]) -> list[str]:
-        """Log the alert, then send it to every configured channel. Returns the channels used."""
+    def deliver(self, alert: dict[str, str], external: bool = True) -> list[str]:
+        """Log the alert, then (if ``external``) send it to every configured channel.
+        Returns the channels used."""
         self.log.error("ALERT %s: %s | %s", self.event, alert["title"], alert["text"].replace("\n", " | "))
         sent = ["log"]
-        for channel, send in (("slack", self._send_slack), ("email", self._send_email)):
+        for channel, send in (("slack", self._send_slack), ("email", self._send_email)) if external else ():
             try:
                 if send(alert):
                     sent.append(channel)
@@ -176,6 +183,7 @@ def describe_missed_deadline(context: Mapping[str, Any], description: str = "") 
         lines.append(description)
     base_url = _base_url()
     return {
+        "run_type": str(dag_run.get("run_type") or ""),
         "title": f"[Sparkify] {dag_id} run {run_id} missed its deadline",
         "text": "\n".join(lines),
         "url": f"{base_url}/dags/{dag_id}/runs/{quote(str(run_id), safe='')}" if base_url and run_id != "?" else "",

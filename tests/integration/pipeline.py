@@ -32,6 +32,7 @@ def etl_dag():
     dag = bag.dags["sparkify_etl"]
     for task in dag.tasks:
         task.retries = 0  # fail fast: tests assert on the first attempt
+    dag.deadline = None  # dag.test() in Airflow 3.3.2 can't resolve Deadline Alerts; the scheduler can
     return dag
 
 

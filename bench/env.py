@@ -1,0 +1,231 @@
+"""The benchmark's own local stack (temp state dir, free ports) and helpers around it.
+
+Airflow reads its configuration on first import, so :func:`bench_stack` puts the stack's
+environment into ``os.environ`` before anything imports Airflow. Measurements run in
+fresh worker subprocesses (``python -m bench.worker``) that inherit that environment, with
+per-job overrides for the warehouse database and the bucket.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from bench.config import REPO
+
+log = logging.getLogger("bench")
+
+RESULT_MARK = "BENCH_RESULT "
+CREATE_ORDER = (
+    "staging_events", "staging_songs", "stage_load_ledger", "stage_rejects", "loaded_hours",
+    "songplays", "users", "songs", "artists", "time",
+)
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def bench_stack(bucket: str = "bench"):
+    """A LocalStack in a fresh temp dir on free ports; its env goes into os.environ now."""
+    for path in (str(REPO), str(REPO / "plugins")):
+        if path not in sys.path:
+            sys.path.insert(0, path)
+    from scripts.stack import LocalStack
+
+    state = Path(tempfile.mkdtemp(prefix="sparkify-bench-", dir="/tmp"))
+    state.chmod(0o755)
+    stack = LocalStack(state, pg_port=free_port(), s3_port=free_port(), api_port=free_port(), bucket=bucket)
+    # Drop stray Airflow settings of the caller's shell (e.g. an eval'd `make env`) first.
+    for key in [k for k in os.environ if k.startswith("AIRFLOW")]:
+        del os.environ[key]
+    os.environ.update(stack.env())
+    os.environ["SPARKIFY_START_DATE"] = "2018-11-01"
+    return stack
+
+
+def remove_state(stack) -> None:
+    shutil.rmtree(stack.state_dir, ignore_errors=True)
+
+
+# --------------------------------------------------------------------------- databases
+
+
+def conninfo(stack, dbname: str) -> str:
+    from psycopg.conninfo import make_conninfo
+
+    return make_conninfo(stack.warehouse_conninfo, dbname=dbname)
+
+
+def connect(stack, dbname: str):
+    import psycopg
+
+    return psycopg.connect(conninfo(stack, dbname), autocommit=True)
+
+
+def create_database(stack, dbname: str) -> None:
+    """A fresh, empty database owned by the app role (dropped first if it exists)."""
+    from psycopg import sql
+
+    with connect(stack, "postgres") as conn:
+        conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(dbname)))
+        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(dbname)))
+
+
+def render_create_sql(tables=CREATE_ORDER) -> str:
+    """include/sql/create/*.sql rendered for PostgreSQL, in the DAG's create_tables order."""
+    import jinja2
+
+    env = jinja2.Environment(loader=jinja2.FileSystemLoader(str(REPO / "include" / "sql")))
+    return "\n".join(env.get_template(f"create/{table}.sql").render(dialect="postgres") for table in tables)
+
+
+def create_tables(stack, dbname: str) -> None:
+    with connect(stack, dbname) as conn:
+        conn.execute(render_create_sql())
+
+
+def checkpoint(stack) -> None:
+    """Flush dirty buffers between repetitions, so one run's writes don't land in the next."""
+    try:
+        import psycopg
+
+        with psycopg.connect(stack._superuser_conninfo(), autocommit=True) as conn:
+            conn.execute("CHECKPOINT")
+    except Exception as err:  # not essential: measurements stay valid, just noisier
+        log.debug("CHECKPOINT skipped: %s", err)
+
+
+def warehouse_env(stack, dbname: str) -> dict[str, str]:
+    """Env overrides pointing the sparkify_warehouse connection at ``dbname``."""
+    conn = json.loads(stack.env()["AIRFLOW_CONN_SPARKIFY_WAREHOUSE"])
+    conn["schema"] = dbname
+    return {"AIRFLOW_CONN_SPARKIFY_WAREHOUSE": json.dumps(conn), "SPARKIFY_WAREHOUSE_CONNINFO": conninfo(stack, dbname)}
+
+
+def bucket_env(bucket: str) -> dict[str, str]:
+    return {"AIRFLOW_VAR_SPARKIFY_BUCKET": bucket, "SPARKIFY_BUCKET": bucket}
+
+
+# --------------------------------------------------------------------------- S3
+
+
+def s3_client(stack, workers: int = 16):
+    import boto3
+    from botocore.config import Config
+
+    return boto3.client(
+        "s3", endpoint_url=stack.s3_endpoint, aws_access_key_id="sparkify-local",
+        aws_secret_access_key="sparkify-local", region_name="us-east-1",
+        config=Config(max_pool_connections=max(10, workers), retries={"max_attempts": 5, "mode": "standard"},
+                      s3={"addressing_style": "path"}, proxies={}),
+    )
+
+
+# --------------------------------------------------------------------------- CPU accounting
+
+_TICK = os.sysconf("SC_CLK_TCK")
+
+
+def _proc_cpu(pid: int, children: bool = False) -> float:
+    """CPU seconds of a live process (plus its waited-for children's with ``children``)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return 0.0
+    fields = stat[stat.rindex(")") + 2:].split()
+    ticks = int(fields[11]) + int(fields[12])  # utime, stime
+    if children:
+        ticks += int(fields[13]) + int(fields[14])  # cutime, cstime
+    return ticks / _TICK
+
+
+def _child_pids(pid: int) -> list[int]:
+    try:
+        return [int(p) for p in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
+    except OSError:
+        return []
+
+
+class ServerCPU:
+    """CPU used by the stack's servers: moto (the S3 endpoint) and the whole PostgreSQL cluster.
+
+    PostgreSQL backends are children of the postmaster: a finished backend's CPU shows up in the
+    postmaster's cutime once reaped, a live one is read directly, so the sum covers both.
+    """
+
+    def __init__(self, stack):
+        self.stack = stack
+
+    def _pids(self) -> tuple[int | None, int | None]:
+        def first_int(path: Path) -> int | None:
+            try:
+                return int(path.read_text().split()[0])
+            except (OSError, ValueError, IndexError):
+                return None
+
+        return first_int(self.stack.run_dir / "s3.pid"), first_int(self.stack.pg_data / "postmaster.pid")
+
+    def snapshot(self) -> dict[str, float]:
+        moto, postmaster = self._pids()
+        pg = 0.0
+        if postmaster:
+            pg = _proc_cpu(postmaster, children=True) + sum(_proc_cpu(child) for child in _child_pids(postmaster))
+        return {"moto": _proc_cpu(moto) if moto else 0.0, "postgres": pg}
+
+    @staticmethod
+    def delta(before: dict[str, float], after: dict[str, float]) -> dict[str, float]:
+        return {f"{name}_cpu_s": round(after[name] - before[name], 3) for name in before}
+
+
+# --------------------------------------------------------------------------- worker processes
+
+
+class WorkerError(RuntimeError):
+    pass
+
+
+def run_worker(job: str, args: dict[str, Any], *, env: dict[str, str] | None = None, log_dir: Path,
+               timeout: float = 3600, cpu: ServerCPU | None = None) -> dict[str, Any]:
+    """Run ``python -m bench.worker job args`` in a fresh process and return its result dict.
+
+    The worker's stderr (Airflow and operator logs) goes to ``log_dir/<job>-<n>.log``.
+    """
+    log_dir.mkdir(parents=True, exist_ok=True)
+    number = len(list(log_dir.glob(f"{job}-*.log"))) + 1
+    log_path = log_dir / f"{job}-{number:03d}.log"
+    child_env = {**os.environ, **(env or {}), "PYTHONUNBUFFERED": "1"}
+    before = cpu.snapshot() if cpu else None
+    started = time.perf_counter()
+    with open(log_path, "wb") as err:
+        proc = subprocess.run(
+            [sys.executable, "-m", "bench.worker", job, json.dumps(args)],
+            cwd=REPO, env=child_env, stdout=subprocess.PIPE, stderr=err, stdin=subprocess.DEVNULL, timeout=timeout,
+        )
+    wall = time.perf_counter() - started
+    if cpu:
+        time.sleep(0.2)  # let the postmaster reap the worker's backends
+        servers = ServerCPU.delta(before, cpu.snapshot())
+    result = None
+    for line in proc.stdout.decode(errors="replace").splitlines():
+        if line.startswith(RESULT_MARK):
+            result = json.loads(line[len(RESULT_MARK):])
+    if proc.returncode != 0 or result is None:
+        tail = "\n".join(log_path.read_text(errors="replace").splitlines()[-25:])
+        raise WorkerError(f"worker {job} failed (exit {proc.returncode}); log {log_path}\n{tail}")
+    result["process_wall_s"] = wall
+    if cpu:
+        result.update(servers)
+    result["log"] = str(log_path)
+    return result

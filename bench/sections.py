@@ -1,0 +1,470 @@
+"""The six measurements of the "Performance" issue, each side by side in one run.
+
+Every timed call runs in a fresh worker process (``bench.worker``); repetitions of the things
+compared are interleaved (A, B, C, A, B, C, ...) so that background load hits them alike, and
+ratios are taken per repetition (paired) before the median.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import statistics
+import subprocess
+import sys
+import time
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any, Callable
+
+from bench import data, env
+from bench.config import REPO, Config
+from bench.stats import Figure, summary
+from bench.worker import EVENT_TABLE_COLUMNS
+
+log = logging.getLogger("bench")
+
+EVENTS_BUCKET = "bench-events"
+SONGS_BUCKET = "bench-songs"
+INCR_BUCKET = "bench-incr"
+STAGE_DB = "bench_stage"
+INCR_FULL_DB = "bench_incr_full"
+INCR_EMPTY_DB = "bench_incr_empty"
+MB = 1024.0  # ru_maxrss is in KiB on Linux
+EMPTY_DAG = '''"""An empty DAG: the parse-time baseline."""
+from airflow.sdk import DAG
+
+with DAG("bench_empty", schedule=None):
+    pass
+'''
+
+
+def paired(numerators: list[float], denominators: list[float]) -> dict[str, Any]:
+    return summary(n / d for n, d in zip(numerators, denominators))
+
+
+def _values(runs: list[dict], key: str) -> list[float]:
+    return [run[key] for run in runs]
+
+
+def _iso(moment: datetime) -> str:
+    return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+class Bench:
+    def __init__(self, cfg: Config, stack, log_dir: Path):
+        self.cfg = cfg
+        self.stack = stack
+        self.log_dir = log_dir
+        self.cpu = env.ServerCPU(stack)
+        self.client = env.s3_client(stack)
+        self.figures: list[Figure] = []
+        self.details: dict[str, Any] = {}
+        self._migrated = False
+
+    # ------------------------------------------------------------------ helpers
+
+    def worker(self, job: str, args: dict, extra_env: dict[str, str] | None = None, timeout: float = 3600) -> dict:
+        return env.run_worker(job, args, env=extra_env, log_dir=self.log_dir, timeout=timeout, cpu=self.cpu)
+
+    def add(self, figure: Figure) -> Figure:
+        self.figures.append(figure)
+        return figure
+
+    def _migrate(self) -> None:
+        if not self._migrated:
+            started = time.monotonic()
+            self.stack.migrate_airflow()
+            self._migrated = True
+            log.info("airflow metadata DB migrated in %.0f s", time.monotonic() - started)
+
+    def _reset_staging(self, tables: tuple[str, ...]) -> None:
+        with env.connect(self.stack, STAGE_DB) as conn:
+            conn.execute(f"TRUNCATE {', '.join(tables)}, stage_load_ledger, stage_rejects")
+        env.checkpoint(self.stack)
+
+    def _count(self, dbname: str, sql: str) -> int:
+        with env.connect(self.stack, dbname) as conn:
+            return conn.execute(sql).fetchone()[0]
+
+    # ------------------------------------------------------------------ 5. parse time
+
+    def parse(self) -> None:
+        cfg = self.cfg
+        empty_dir = self.stack.state_dir / "bench_empty_dags"
+        empty_dir.mkdir(exist_ok=True)
+        (empty_dir / "empty_dag.py").write_text(EMPTY_DAG)
+        folders = {"dags": Path(os.environ.get("BENCH_DAGS_DIR") or REPO / "dags"), "empty": empty_dir}
+        runs: dict[str, list[dict]] = {name: [] for name in folders}
+        for _ in range(cfg.parse_repeat):
+            for name, folder in folders.items():
+                result = self.worker("parse", {"folder": str(folder)})
+                if result["import_errors"]:
+                    raise RuntimeError(f"DagBag({folder}) import errors: {result['import_errors']}")
+                runs[name].append(result)
+        section = "5. DAG parse time"
+        # (a) the DagBag call alone, Airflow already imported: what the dag-processor pays per file
+        #     (it forks from a process that has Airflow loaded);
+        # (b) the whole fresh process (interpreter + Airflow import + DagBag), e.g. `airflow dags list`.
+        for key, label in (("seconds", "DagBag() call"), ("process_wall_s", "fresh process incl. Airflow import")):
+            dags, empty = (summary(_values(runs[n], key)) for n in ("dags", "empty"))
+            self.add(Figure.of(section, f"{label}: dags/ ({', '.join(runs['dags'][0]['dags'])})", dags, "s"))
+            self.add(Figure.of(section, f"{label}: one empty DAG file", empty, "s"))
+            self.add(Figure.of(section, f"{label}: dags/ / empty DAG", paired(_values(runs["dags"], key),
+                                                                             _values(runs["empty"], key)),
+                               "x", target="<= 1.5"))
+        self.details["parse"] = {"dags": runs["dags"], "empty": runs["empty"]}
+
+    # ------------------------------------------------------------------ 1. staging events + 4. memory
+
+    def _events_data(self) -> dict[str, Any]:
+        cfg = self.cfg
+        folder = data.dataset(cfg.data_dir, "events", days=1, events_per_day=cfg.events_big, songs=300, users=2000)
+        big = data.event_file(folder)
+        small = data.head_lines(big, cfg.events_small, folder / f"events-head-{cfg.events_small}.json")
+        files = {data.event_key(): big, f"bench/events-{cfg.events_small}.json": small,
+                 "log_json_path.json": folder / "log_json_path.json"}
+        s3tosql_key = data.event_key()
+        if cfg.s3tosql_rows < cfg.events_big:
+            prefix = data.head_lines(big, cfg.s3tosql_rows, folder / f"events-head-{cfg.s3tosql_rows}.json")
+            s3tosql_key = f"bench/events-{cfg.s3tosql_rows}.json"
+            files[s3tosql_key] = prefix
+        started = time.monotonic()
+        data.upload(self.client, EVENTS_BUCKET, files)
+        log.info("uploaded %d event objects (%.0f MB) in %.0f s", len(files),
+                 sum(p.stat().st_size for p in files.values()) / 1e6, time.monotonic() - started)
+        csv = data.events_csv(big, data.event_key(), folder / "events.csv")
+        env.create_database(self.stack, STAGE_DB)
+        env.create_tables(self.stack, STAGE_DB)
+        return {"folder": folder, "big": big, "small": small, "csv": csv, "s3tosql_key": s3tosql_key,
+                "small_key": f"bench/events-{cfg.events_small}.json", "bytes": big.stat().st_size}
+
+    def stage(self) -> None:
+        cfg = self.cfg
+        ev = self._events_data()
+        self.details["events_data"] = {"file_bytes": ev["bytes"], "events": cfg.events_big}
+        extra = {**env.warehouse_env(self.stack, STAGE_DB), **env.bucket_env(EVENTS_BUCKET)}
+        ours_args = {"table": "staging_events", "key": data.event_key(),
+                     "json_format": f"s3://{EVENTS_BUCKET}/log_json_path.json", "run_id": "bench_stage_events"}
+        jobs: dict[str, tuple[str, dict, int]] = {
+            "raw": ("raw_copy", {"table": "staging_events", "columns": EVENT_TABLE_COLUMNS, "csv": str(ev["csv"])},
+                    cfg.events_big),
+            "ours": ("stage_ours", ours_args, cfg.events_big),
+            "s3tosql": ("s3_to_sql", {"table": "staging_events", "key": ev["s3tosql_key"], "run_id": "bench"},
+                        cfg.s3tosql_rows),
+        }
+        runs: dict[str, list[dict]] = {name: [] for name in jobs}
+        for rep in range(cfg.repeat):
+            for name, (job, args, rows) in jobs.items():
+                self._reset_staging(("staging_events",))
+                result = self.worker(job, args, extra)
+                result["rows_in_table"] = self._count(STAGE_DB, "SELECT count(*) FROM staging_events")
+                if result["rows_in_table"] != rows:
+                    raise RuntimeError(f"{name}: {result['rows_in_table']} rows staged, expected {rows}")
+                runs[name].append(result)
+                log.info("stage %-8s rep %d: %.2f s, peak RSS %.0f MB", name, rep + 1, result["seconds"],
+                         result["rss_peak_kb"] / MB)
+        # 4. memory: the same staging of a 10x smaller object (fresh processes as well)
+        small_runs = []
+        for rep in range(cfg.repeat):
+            self._reset_staging(("staging_events",))
+            small_runs.append(self.worker("stage_ours", {**ours_args, "key": ev["small_key"]}, extra))
+        self._reset_staging(("staging_events",))
+
+        scale = cfg.events_big / cfg.s3tosql_rows  # 1.0 unless measured on a prefix
+        times = {name: _values(r, "seconds") for name, r in runs.items()}
+        times["s3tosql"] = [t * scale for t in times["s3tosql"]]
+        section = "1. Staging events"
+        n = f"{cfg.events_big:,}"
+        labels = {
+            "ours": f"ours: StageToRedshiftOperator, PostgreSQL path ({n} events)",
+            "s3tosql": f"amazon S3ToSqlOperator, JSON-lines parser ({n} events"
+                       + (f", measured on {cfg.s3tosql_rows:,} and scaled linearly)" if scale != 1 else ")"),
+            "raw": f"raw COPY FROM STDIN, CSV from local disk ({n} rows)",
+        }
+        for name in ("ours", "s3tosql", "raw"):
+            t = summary(times[name])
+            note = self._cpu_note(runs[name])
+            if name == "s3tosql":
+                note += (f"; download {statistics.median(_values(runs[name], 'download_s')) * scale:.1f} s"
+                         f" + insert_rows {statistics.median(_values(runs[name], 'insert_s')) * scale:.1f} s")
+            self.add(Figure.of(section, labels[name] + ": time", t, "s", note=note))
+            self.add(Figure(section, labels[name].split(":")[0].split(" (")[0] + ": rows/s",
+                            cfg.events_big / t["median"], "rows/s", cfg.events_big / t["max"], cfg.events_big / t["min"],
+                            t["n"]))
+            rss = summary(v / MB for v in _values(runs[name], "rss_peak_kb"))
+            self.add(Figure.of(section, labels[name].split(":")[0].split(" (")[0] + ": peak RSS", rss, "MB"))
+        self.add(Figure.of(section, "ours / raw COPY (time)", paired(times["ours"], times["raw"]), "x", target="<= 1.5"))
+        self.add(Figure.of(section, "S3ToSqlOperator / ours (time, i.e. our speed-up)",
+                           paired(times["s3tosql"], times["ours"]), "x", target=">= 6",
+                           note="insert-only (excl. download): "
+                                f"{statistics.median(_values(runs['s3tosql'], 'insert_s')) * scale / statistics.median(times['ours']):.2f}x"))
+
+        section = "4. Bounded memory"
+        big_rss = _values(runs["ours"], "rss_peak_kb")
+        small_rss = _values(small_runs, "rss_peak_kb")
+        self.add(Figure.of(section, f"staging peak RSS, {cfg.events_big:,} events", summary(v / MB for v in big_rss), "MB",
+                           note=self._rss_note(runs["ours"])))
+        self.add(Figure.of(section, f"staging peak RSS, {cfg.events_small:,} events", summary(v / MB for v in small_rss),
+                           "MB", note=self._rss_note(small_runs)))
+        self.add(Figure.of(section, f"peak RSS {cfg.events_big:,} / {cfg.events_small:,} events",
+                           paired(big_rss, small_rss), "x", target="<= 1.2"))
+        self.details["stage"] = {**runs, "ours_small": small_runs, "s3tosql_scale": scale}
+
+    @staticmethod
+    def _cpu_note(runs: list[dict]) -> str:
+        med = lambda key: statistics.median(_values(runs, key))  # noqa: E731
+        return (f"CPU s: client {med('cpu_s'):.1f}, postgres {med('postgres_cpu_s'):.1f}, "
+                f"moto {med('moto_cpu_s'):.1f}")
+
+    @staticmethod
+    def _rss_note(runs: list[dict]) -> str:
+        before = statistics.median(_values(runs, "rss_before_kb")) / MB
+        added = statistics.median([r["rss_peak_kb"] - r["rss_before_kb"] for r in runs]) / MB
+        return f"{before:.0f} MB after imports, +{added:.0f} MB during execute"
+
+    # ------------------------------------------------------------------ 2. many small objects
+
+    def songs(self) -> None:
+        cfg = self.cfg
+        folder = data.dataset(cfg.data_dir, "songs", songs=cfg.song_files, days=1, events_per_day=0, users=60)
+        data.upload_dataset(self.client, SONGS_BUCKET, folder, parts=("song_data",))
+        env.create_database(self.stack, STAGE_DB) if not self._db_exists(STAGE_DB) else None
+        env.create_tables(self.stack, STAGE_DB)
+        extra = {**env.warehouse_env(self.stack, STAGE_DB), **env.bucket_env(SONGS_BUCKET)}
+        ours_args = {"table": "staging_songs", "key": "song_data/", "json_format": "auto", "run_id": "bench_stage_songs"}
+        runs: dict[str, list[dict]] = {"ours": [], "serial": [], "parallel": []}
+        for rep in range(cfg.repeat):
+            self._reset_staging(("staging_songs",))
+            runs["serial"].append(self.worker("get_loop", {"prefix": "song_data/", "threads": 1}, extra))
+            result = self.worker("stage_ours", ours_args, extra)
+            result["rows_in_table"] = self._count(STAGE_DB, "SELECT count(*) FROM staging_songs")
+            if result["objects"] != cfg.song_files or result["rows_in_table"] != cfg.song_files:
+                raise RuntimeError(f"stage_songs staged {result['objects']} objects / {result['rows_in_table']} rows, "
+                                   f"expected {cfg.song_files}")
+            runs["ours"].append(result)
+            if rep < cfg.songs_reference_repeat:
+                runs["parallel"].append(self.worker("get_loop", {"prefix": "song_data/", "threads": 16}, extra))
+            log.info("songs rep %d: ours %.1f s, serial GET loop %.1f s", rep + 1, result["seconds"],
+                     runs["serial"][-1]["seconds"])
+        self._reset_staging(("staging_songs",))
+        objects = cfg.song_files
+        rate = {name: [objects / s for s in _values(r, "seconds")] for name, r in runs.items()}
+        section = "2. Many small objects"
+        self.add(Figure.of(section, f"ours: stage_songs, {objects:,} song files", summary(rate["ours"]), "objects/s",
+                           note=self._cpu_note(runs["ours"]) + "; includes listing and ledger"))
+        self.add(Figure.of(section, "serial boto3 GET loop, same keys", summary(rate["serial"]), "objects/s",
+                           note=self._cpu_note(runs["serial"])))
+        self.add(Figure.of(section, "ours / serial GET loop (objects/s)", paired(rate["ours"], rate["serial"]), "x",
+                           target=">= 4"))
+        self.add(Figure.of(section, "reference: 16-thread boto3 GET loop (the endpoint's ceiling)",
+                           summary(rate["parallel"]), "objects/s", note=self._cpu_note(runs["parallel"])))
+        moto_ms = statistics.median(r["moto_cpu_s"] / objects * 1000 for r in runs["serial"])
+        self.add(Figure(section, "moto server CPU per GET (serial loop)", moto_ms, "ms",
+                        note=f"caps any client at ~{1000 / moto_ms:,.0f} objects/s with a whole core"))
+        self.details["songs"] = runs
+
+    def _db_exists(self, dbname: str) -> bool:
+        with env.connect(self.stack, "postgres") as conn:
+            return conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (dbname,)).fetchone() is not None
+
+    # ------------------------------------------------------------------ 3. incremental cost
+
+    def incremental(self) -> None:
+        cfg = self.cfg
+        days = cfg.incr_days
+        folder = data.dataset(cfg.data_dir, "incr", days=days + 1, events_per_day=cfg.incr_events_per_day,
+                              songs=cfg.incr_songs, users=cfg.incr_users)
+        data.upload_dataset(self.client, INCR_BUCKET, folder)
+        self._migrate()
+        start = datetime(2018, 11, 1)
+        day = start + timedelta(days=days)  # the measured day, after the 30 loaded ones
+        warehouses = {}
+        for name, db in (("full", INCR_FULL_DB), ("empty", INCR_EMPTY_DB)):
+            env.create_database(self.stack, db)
+            warehouses[name] = {**env.warehouse_env(self.stack, db), **env.bucket_env(INCR_BUCKET)}
+        # One manual run over the 30 days fills it (its quality checks skipped: setup, not measured).
+        fill = self.worker("dag_window", {"start": _iso(start), "end": _iso(day), "skip_checks": True},
+                           warehouses["full"])
+        log.info("loaded %d days into the full warehouse in %.0f s", days, fill["seconds"])
+        # Warm-up hour on both: stages the measured day's file (and the songs), so every measured run
+        # finds it already staged and skips it, as an hourly run does after the day's first hour.
+        warmup = {name: self.worker("dag_window", {"start": _iso(day), "end": _iso(day + timedelta(hours=1))}, e)
+                  for name, e in warehouses.items()}
+        sizes = {name: {table: self._count(db, f"SELECT count(*) FROM {table}")
+                        for table in ("staging_events", "songplays", "loaded_hours", "users")}
+                 for name, db in (("full", INCR_FULL_DB), ("empty", INCR_EMPTY_DB))}
+        runs: dict[str, list[dict]] = {"full": [], "empty": []}
+        for rep in range(cfg.repeat):
+            hour = day + timedelta(hours=12 + rep)
+            order = ("full", "empty") if rep % 2 == 0 else ("empty", "full")
+            for name in order:
+                result = self.worker("dag_window", {"start": _iso(hour), "end": _iso(hour + timedelta(hours=1))},
+                                     warehouses[name])
+                result["hour"] = _iso(hour)
+                runs[name].append(result)
+            log.info("hour %s: full %.1f s, empty %.1f s", _iso(hour), runs["full"][-1]["seconds"],
+                     runs["empty"][-1]["seconds"])
+        section = "3. Incremental cost"
+        held = f"{sizes['full']['staging_events']:,} staged events, {sizes['full']['songplays']:,} songplays"
+        for name in ("full", "empty"):
+            label = f"one hourly run (dag.test), warehouse with {days} days ({held})" if name == "full" else \
+                "same hour, empty warehouse (same day file staged)"
+            self.add(Figure.of(section, label, summary(_values(runs[name], "seconds")), "s",
+                               note=f"task time {statistics.median(_values(runs[name], 'task_seconds')):.2f} s"))
+        self.add(Figure.of(section, "full / empty: run time", paired(_values(runs["full"], "seconds"),
+                                                                      _values(runs["empty"], "seconds")),
+                           "x", target="<= 1.25"))
+        self.add(Figure.of(section, "full / empty: sum of task durations",
+                           paired(_values(runs["full"], "task_seconds"), _values(runs["empty"], "task_seconds")),
+                           "x", target="<= 1.25", note="the warehouse-dependent part, without dag.test's own overhead"))
+        per_task = {}
+        for task in runs["full"][0]["tasks"]:
+            full = statistics.median(r["tasks"][task]["duration_s"] or 0 for r in runs["full"])
+            empty = statistics.median(r["tasks"][task]["duration_s"] or 0 for r in runs["empty"])
+            per_task[task] = {"full_s": full, "empty_s": empty, "ratio": full / empty if empty else None}
+        worst = max(per_task.items(), key=lambda kv: kv[1]["full_s"] - kv[1]["empty_s"])
+        self.add(Figure(section, f"task that grows most: {worst[0]}", worst[1]["full_s"], "s",
+                        note=f"{worst[1]['empty_s']:.2f} s on the empty warehouse"))
+        self.details["incremental"] = {"fill": fill, "warmup": warmup, "sizes": sizes, "runs": runs, "per_task": per_task}
+
+    # ------------------------------------------------------------------ 6. end to end
+
+    def e2e(self) -> None:
+        cfg = self.cfg
+        folder = data.dataset(cfg.data_dir, "e2e", songs=cfg.e2e_songs, days=cfg.e2e_days,
+                              events_per_day=cfg.e2e_events_per_day)
+        data.upload_dataset(self.client, self.stack.bucket, folder)
+        started = time.monotonic()
+        self.stack.up()
+        up_seconds = time.monotonic() - started
+        try:
+            self._e2e_backfill(up_seconds)
+        finally:
+            self.stack.stop_airflow()
+
+    def _e2e_backfill(self, up_seconds: float) -> None:
+        from scripts.pipeline import AirflowAPI
+
+        cfg = self.cfg
+        start = datetime(2018, 11, 1)
+        end = start + timedelta(hours=cfg.e2e_hours)
+        api = AirflowAPI(self.stack.api_url)
+        api.login()
+        api.wait_for_dag(timeout=300)
+        cmd = [sys.executable, "-m", "scripts.pipeline", "backfill", "--start", _iso(start), "--end", _iso(end)]
+        log_path = self.log_dir / "e2e-backfill.log"
+        began = time.monotonic()
+        with open(log_path, "wb") as out:
+            proc = subprocess.run(cmd, cwd=REPO, env=self.stack.child_env(), stdout=out, stderr=subprocess.STDOUT,
+                                  timeout=3600)
+        wall = time.monotonic() - began
+        if proc.returncode != 0:
+            raise RuntimeError(f"backfill failed (exit {proc.returncode}); see {log_path}")
+        api.login()
+        runs = [r for r in api.runs(run_type="backfill") if start <= _parse(r["logical_date"]).replace(tzinfo=None) < end]
+        tis = {run["dag_run_id"]: api.task_instances(run["dag_run_id"]) for run in runs}
+        analysis = analyse_e2e(runs, tis, _downstream(api))
+        analysis.update({"cli_wall_s": wall, "stack_up_s": up_seconds, "runs": len(runs)})
+        section = "6. End to end"
+        self.add(Figure(section, f"{len(runs)} hourly runs by backfill through the scheduler: wall (CLI)", wall, "s",
+                        note=f"first run start to last run end {analysis['span_s']:.0f} s; stack up {up_seconds:.0f} s"))
+        self.add(Figure(section, "sum of task durations (all runs)", analysis["task_seconds"], "s",
+                        note=f"{analysis['tasks']} task instances, mean concurrency {analysis['concurrency']:.1f}"))
+        self.add(Figure(section, "wall time with no task running (scheduling gaps)", analysis["idle_share"] * 100, "%",
+                        note=f"{analysis['idle_s']:.0f} s of {analysis['span_s']:.0f} s"))
+        self.add(Figure(section, "per-task fixed overhead (median duration of a quality check)",
+                        analysis["fixed_overhead_s"], "s",
+                        note=f"x {analysis['tasks']} tasks = {analysis['fixed_overhead_total_s']:.0f} s of the task time"))
+        self.add(Figure(section, "median queued -> running (executor slot + process start)",
+                        analysis["median_queue_s"], "s"))
+        self.add(Figure(section, "median upstream done -> queued (scheduler loop)", analysis["median_schedule_s"], "s"))
+        for task, stats in analysis["per_task"].items():
+            self.add(Figure(section, f"task {task}: median duration", stats["median_s"], "s",
+                            note=f"n={stats['n']}, min {stats['min_s']:.2f}, max {stats['max_s']:.2f}; "
+                                 f"queued->running {stats['median_queue_s']:.2f} s"))
+        self.details["e2e"] = {"analysis": analysis, "runs": runs, "task_instances": tis}
+
+
+def _parse(value: str) -> datetime:
+    return datetime.fromisoformat(value.replace("Z", "+00:00"))
+
+
+def _downstream(api) -> dict[str, list[str]]:
+    from scripts.pipeline import DAG_ID
+
+    try:
+        tasks = api._call("GET", f"/api/v2/dags/{DAG_ID}/tasks")["tasks"]
+    except Exception as err:  # the scheduling-delay figure is then skipped
+        log.warning("could not read the task graph: %s", err)
+        return {}
+    return {task["task_id"]: task.get("downstream_task_ids", []) for task in tasks}
+
+
+def analyse_e2e(runs: list[dict], tis: dict[str, list[dict]], downstream: dict[str, list[str]]) -> dict[str, Any]:
+    """Split the backfill's wall time into task work and Airflow overhead."""
+    upstream: dict[str, list[str]] = {}
+    for task, children in downstream.items():
+        for child in children:
+            upstream.setdefault(child, []).append(task)
+    intervals, per_task, queue, schedule = [], {}, [], []
+    for run in runs:
+        instances = {ti["task_id"]: ti for ti in tis[run["dag_run_id"]]}
+        for ti in instances.values():
+            if not ti.get("start_date") or not ti.get("end_date"):
+                continue
+            begin, end = _parse(ti["start_date"]), _parse(ti["end_date"])
+            intervals.append((begin, end))
+            seconds = (end - begin).total_seconds()
+            group = ti["task_id"]
+            per_task.setdefault(group, {"durations": [], "queue": []})["durations"].append(seconds)
+            if ti.get("queued_when"):
+                queued = _parse(ti["queued_when"])
+                wait = (begin - queued).total_seconds()
+                per_task[group]["queue"].append(wait)
+                queue.append(wait)
+                ups = [instances[u] for u in upstream.get(ti["task_id"], []) if instances.get(u, {}).get("end_date")]
+                if ups:
+                    schedule.append((queued - max(_parse(u["end_date"]) for u in ups)).total_seconds())
+    intervals.sort()
+    span_start, span_end = intervals[0][0], max(end for _, end in intervals)
+    busy, current_start, current_end = 0.0, None, None
+    for begin, end in intervals:
+        if current_end is None or begin > current_end:
+            if current_end is not None:
+                busy += (current_end - current_start).total_seconds()
+            current_start, current_end = begin, end
+        else:
+            current_end = max(current_end, end)
+    busy += (current_end - current_start).total_seconds()
+    span = (span_end - span_start).total_seconds()
+    task_seconds = sum((end - begin).total_seconds() for begin, end in intervals)
+    checks = [d for task, stats in per_task.items() if task.startswith("quality_checks.") for d in stats["durations"]]
+    fixed = statistics.median(checks) if checks else min(statistics.median(s["durations"]) for s in per_task.values())
+    return {
+        "span_s": span,
+        "task_seconds": task_seconds,
+        "tasks": len(intervals),
+        "concurrency": task_seconds / span if span else 0.0,
+        "idle_s": span - busy,
+        "idle_share": (span - busy) / span if span else 0.0,
+        "fixed_overhead_s": fixed,
+        "fixed_overhead_total_s": fixed * len(intervals),
+        "median_queue_s": statistics.median(queue) if queue else float("nan"),
+        "median_schedule_s": statistics.median(schedule) if schedule else float("nan"),
+        "per_task": {
+            task: {"n": len(s["durations"]), "median_s": statistics.median(s["durations"]),
+                   "min_s": min(s["durations"]), "max_s": max(s["durations"]),
+                   "median_queue_s": statistics.median(s["queue"]) if s["queue"] else float("nan")}
+            for task, s in sorted(per_task.items(), key=lambda kv: -statistics.median(kv[1]["durations"]))
+        },
+    }
+
+
+SECTION_ORDER: dict[str, Callable[[Bench], None]] = {
+    "parse": Bench.parse,
+    "stage": Bench.stage,  # also measures 4. memory
+    "songs": Bench.songs,
+    "incremental": Bench.incremental,
+    "e2e": Bench.e2e,
+}
