@@ -26,37 +26,24 @@ snapshot of the warehouse and publishes to the bucket (Variable `sparkify_bucket
 
 from __future__ import annotations
 
-import os
-from datetime import timedelta
-from pathlib import Path
-
-import pendulum
 from airflow.sdk import DAG, Param
 
-from sparkify.alerts import SparkifyNotifier
+from sparkify.dag_defaults import DEFAULT_ARGS, SQL_DIR, START_DATE
 from sparkify.operators.report import STAR_ASSETS, AnalyticsReportOperator
 
-SQL_DIR = Path(__file__).resolve().parent.parent / "include" / "sql"
 QUERIES = ("top_songs", "top_artists", "plays_by_hour", "level_share", "active_users_per_day")
 
 with DAG(
     dag_id="sparkify_analytics",
     description="Analytics report (CSV + chart) on the star schema, after each load",
     schedule=list(STAR_ASSETS.values()),
-    start_date=pendulum.parse(os.environ.get("SPARKIFY_START_DATE", "2018-11-01"), tz="UTC"),
+    start_date=START_DATE,
     catchup=False,
     max_active_runs=1,
     # Asset-triggered and read-only: active from the start, so a load is followed by a report.
     is_paused_upon_creation=False,
     template_searchpath=[str(SQL_DIR)],
-    default_args={
-        "owner": "sparkify-data",
-        "retries": 2,
-        "retry_delay": timedelta(minutes=1),
-        "email_on_retry": False,
-        "email_on_failure": False,
-        "on_failure_callback": SparkifyNotifier(),
-    },
+    default_args=DEFAULT_ARGS,
     params={
         "top_n": Param(10, type="integer", minimum=1, maximum=1000, description="Rows in the top songs / top artists lists."),
     },

@@ -32,13 +32,12 @@ from __future__ import annotations
 
 import os
 from datetime import timedelta
-from pathlib import Path
 
-import pendulum
 from airflow.sdk import DAG, AsyncCallback, DeadlineAlert, DeadlineReference, Param, TaskGroup
 from airflow.timetables.interval import CronDataIntervalTimetable
 
 from sparkify.alerts import SparkifyNotifier
+from sparkify.dag_defaults import DEFAULT_ARGS, SQL_DIR, START_DATE
 from sparkify.operators import (
     ColumnChecksOperator,
     LoadDimensionOperator,
@@ -51,7 +50,6 @@ from sparkify.operators.report import STAR_ASSETS
 from sparkify.quality import QUALITY_CHECKS, window_clause
 from sparkify.window import run_window
 
-SQL_DIR = Path(__file__).resolve().parent.parent / "include" / "sql"
 AWS_CONN_ID = "sparkify_aws"
 WAREHOUSE_CONN_ID = "sparkify_warehouse"
 BUCKET = "{{ var.value.get('sparkify_bucket', 'udacity-dend') }}"
@@ -68,19 +66,12 @@ with DAG(
     dag_id="sparkify_etl",
     description="Hourly ELT of Sparkify's S3 JSON into a star schema",
     schedule=CronDataIntervalTimetable("0 * * * *", timezone="UTC"),
-    start_date=pendulum.parse(os.environ.get("SPARKIFY_START_DATE", "2018-11-01"), tz="UTC"),
+    start_date=START_DATE,
     catchup=False,
     max_active_runs=4,
     template_searchpath=[str(SQL_DIR)],
     user_defined_macros={"run_window": run_window},
-    default_args={
-        "owner": "sparkify-data",
-        "retries": 2,
-        "retry_delay": timedelta(minutes=1),
-        "email_on_retry": False,
-        "email_on_failure": False,
-        "on_failure_callback": SparkifyNotifier(),
-    },
+    default_args=DEFAULT_ARGS,
     deadline=DeadlineAlert(
         reference=DeadlineReference.DAGRUN_QUEUED_AT,
         interval=RUN_DEADLINE,
