@@ -1,13 +1,21 @@
 """Bad input loses nothing: every record is staged or rejected with file, line and reason.
-Configuration problems fail at once, without retries."""
+Configuration problems (missing bucket, bad credentials, missing or mismatched JSONPaths)
+fail at once, without retries."""
 
 from __future__ import annotations
 
 import json
+import os
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
 
 import pytest
 from airflow.sdk.exceptions import AirflowFailException
 
+from conftest import free_port
 from pipeline import query, replace_bucket_contents, reset_warehouse, run_window, s3_client, stage_operator
 from scripts.sample_data import generate
 
@@ -130,3 +138,33 @@ def test_configuration_problems_fail_without_retry(stack, airflow_db):
 
     with pytest.raises(AirflowFailException, match="not a plain lower-case SQL identifier"):
         stage_operator("stage_events", *window, table='staging_events"; DROP TABLE users; --').execute({"run_id": "t"})
+
+
+def test_bad_credentials_fail_without_retry(stack, monkeypatch):
+    """An S3 endpoint that checks signatures (moto with authentication on) refuses unknown keys."""
+    port = free_port()
+    server = subprocess.Popen(
+        [str(Path(sys.executable).parent / "moto_server"), "-H", "127.0.0.1", "-p", str(port)],
+        env={**os.environ, "INITIAL_NO_AUTH_ACTION_COUNT": "0"}, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )
+    try:
+        wait_for_port(port)
+        connection = json.loads(os.environ["AIRFLOW_CONN_SPARKIFY_AWS"])
+        connection["login"], connection["password"] = "AKIAUNKNOWNKEY000000", "not-a-real-secret"
+        connection["extra"]["endpoint_url"] = f"http://127.0.0.1:{port}"
+        monkeypatch.setenv("AIRFLOW_CONN_SPARKIFY_AWS", json.dumps(connection))
+        with pytest.raises(AirflowFailException, match="has no access to it"):
+            stage_operator("stage_songs", None, None).execute({"run_id": "t"})
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+
+
+def wait_for_port(port: int, timeout: float = 30) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with socket.socket() as probe:
+            if probe.connect_ex(("127.0.0.1", port)) == 0:
+                return
+        time.sleep(0.1)
+    raise TimeoutError(f"nothing listens on port {port}")
