@@ -31,6 +31,7 @@ def main() -> int:
 
     log_dir = cfg.data_dir / "logs" / time.strftime("%Y%m%d-%H%M%S")
     load_start = " ".join(f"{x:.1f}" for x in os.getloadavg())
+    machine = report.machine()  # git state at the start: what was measured
     started, started_at = time.monotonic(), report.now()
     log.info("bench: sections %s, scale %s, %d repetitions; stack in %s; worker logs in %s",
              ",".join(cfg.sections), cfg.scale, cfg.repeat, stack.state_dir, log_dir)
@@ -68,9 +69,13 @@ def main() -> int:
         "duration_s": round(time.monotonic() - started, 1),
         "load_start": load_start,
         "load_end": " ".join(f"{x:.1f}" for x in os.getloadavg()),
-        "machine": report.machine(),
+        "machine": machine,
         "config": cfg.as_dict(),
+        "code": str(config.code_dir()),
+        "code_label": os.environ.get("BENCH_CODE_LABEL")
+        or ("working tree" if config.code_dir() == config.REPO else str(config.code_dir())),
         "plugins": os.environ.get("BENCH_PLUGINS_DIR") or "plugins/",
+        "dags": os.environ.get("BENCH_DAGS_DIR") or "dags/",
     }
     print(report.table(figures))
     json_path, md_path = report.write(cfg, figures, details, meta, errors)

@@ -17,6 +17,12 @@ SECTIONS = ("parse", "stage", "songs", "incremental", "e2e")
 ALIASES = {"memory": "stage", "events": "stage", "parse_time": "parse", "small": "songs", "end_to_end": "e2e"}
 
 
+def code_dir() -> Path:
+    """The project code measured: the working tree, or BENCH_CODE_DIR (a folder with dags/,
+    plugins/ and include/, e.g. ``git archive HEAD dags plugins include | tar -x -C DIR``)."""
+    return Path(os.environ.get("BENCH_CODE_DIR") or REPO).absolute()
+
+
 def _float(name: str, default: float) -> float:
     raw = os.environ.get(name, "").strip()
     return float(raw) if raw else default

@@ -20,7 +20,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from bench.config import REPO
+from bench.config import REPO, code_dir
 
 log = logging.getLogger("bench")
 
@@ -46,7 +46,14 @@ def bench_stack(bucket: str = "bench"):
 
     state = Path(tempfile.mkdtemp(prefix="sparkify-bench-", dir="/tmp"))
     state.chmod(0o755)
-    stack = LocalStack(state, pg_port=free_port(), s3_port=free_port(), api_port=free_port(), bucket=bucket)
+    code = code_dir()
+    if code != REPO:
+        # Workers put these first on sys.path / use them as the DAGs folder; the stack's
+        # Airflow components get them from repo_root (DAGS_FOLDER, PLUGINS_FOLDER, PYTHONPATH).
+        os.environ.setdefault("BENCH_PLUGINS_DIR", str(code / "plugins"))
+        os.environ.setdefault("BENCH_DAGS_DIR", str(code / "dags"))
+    stack = LocalStack(state, pg_port=free_port(), s3_port=free_port(), api_port=free_port(), bucket=bucket,
+                       repo_root=code)
     # Drop stray Airflow settings of the caller's shell (e.g. an eval'd `make env`) first.
     for key in [k for k in os.environ if k.startswith("AIRFLOW")]:
         del os.environ[key]
@@ -87,7 +94,7 @@ def render_create_sql(tables=CREATE_ORDER) -> str:
     """include/sql/create/*.sql rendered for PostgreSQL, in the DAG's create_tables order."""
     import jinja2
 
-    env = jinja2.Environment(loader=jinja2.FileSystemLoader(str(REPO / "include" / "sql")))
+    env = jinja2.Environment(loader=jinja2.FileSystemLoader(str(code_dir() / "include" / "sql")))
     return "\n".join(env.get_template(f"create/{table}.sql").render(dialect="postgres") for table in tables)
 
 

@@ -82,6 +82,7 @@ def markdown(figures: list[Figure], meta: dict[str, Any], errors: dict[str, str]
         f"Airflow {meta['machine']['airflow']}; commit `{meta['machine']['git_head'][:10]}`"
         + (", with uncommitted changes in the measured code" if meta["machine"]["git_uncommitted_in_measured_code"] else "")
         + ").",
+        f"Measured code: `{meta['code_label']}`.",
         f"Scale {cfg['scale']}, {cfg['repeat']} repetitions per figure (parse time: {cfg['parse_repeat']}); "
         f"each value is the median, with [min .. max] over the repetitions; ratios are per repetition (paired, "
         f"measured back to back) and then the median. Load average at start / end: "

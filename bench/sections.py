@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from bench import data, env
-from bench.config import REPO, Config
+from bench.config import REPO, Config, code_dir
 from bench.stats import Figure, summary
 from bench.worker import EVENT_TABLE_COLUMNS
 
@@ -67,6 +67,13 @@ class Bench:
     def worker(self, job: str, args: dict, extra_env: dict[str, str] | None = None, timeout: float = 3600) -> dict:
         return env.run_worker(job, args, env=extra_env, log_dir=self.log_dir, timeout=timeout, cpu=self.cpu)
 
+    @property
+    def alt(self) -> dict[str, str] | None:
+        """BENCH_ALT_CODE_DIR: a patched copy of the code (plugins/, include/) whose staging is
+        measured as well, interleaved with ours (an A/B of a proposed change in one run)."""
+        alt = os.environ.get("BENCH_ALT_CODE_DIR")
+        return {"BENCH_PLUGINS_DIR": str(Path(alt).absolute() / "plugins")} if alt else None
+
     def add(self, figure: Figure) -> Figure:
         self.figures.append(figure)
         return figure
@@ -94,7 +101,7 @@ class Bench:
         empty_dir = self.stack.state_dir / "bench_empty_dags"
         empty_dir.mkdir(exist_ok=True)
         (empty_dir / "empty_dag.py").write_text(EMPTY_DAG)
-        folders = {"dags": Path(os.environ.get("BENCH_DAGS_DIR") or REPO / "dags"), "empty": empty_dir}
+        folders = {"dags": Path(os.environ.get("BENCH_DAGS_DIR") or code_dir() / "dags"), "empty": empty_dir}
         runs: dict[str, list[dict]] = {name: [] for name in folders}
         for _ in range(cfg.parse_repeat):
             for name, folder in folders.items():
@@ -153,17 +160,22 @@ class Bench:
             "s3tosql": ("s3_to_sql", {"table": "staging_events", "key": ev["s3tosql_key"], "run_id": "bench"},
                         cfg.s3tosql_rows),
         }
+        if self.alt:
+            jobs["alt"] = ("stage_ours", ours_args, cfg.events_big)
         runs: dict[str, list[dict]] = {name: [] for name in jobs}
         for rep in range(cfg.repeat):
             for name, (job, args, rows) in jobs.items():
                 self._reset_staging(("staging_events",))
-                result = self.worker(job, args, extra)
+                result = self.worker(job, args, {**extra, **self.alt} if name == "alt" else extra)
                 result["rows_in_table"] = self._count(STAGE_DB, "SELECT count(*) FROM staging_events")
                 if result["rows_in_table"] != rows:
                     raise RuntimeError(f"{name}: {result['rows_in_table']} rows staged, expected {rows}")
                 runs[name].append(result)
                 log.info("stage %-8s rep %d: %.2f s, peak RSS %.0f MB", name, rep + 1, result["seconds"],
                          result["rss_peak_kb"] / MB)
+        if cfg.profile:  # one more, untimed run under pyinstrument (BENCH_PROFILE=1)
+            self._reset_staging(("staging_events",))
+            self.worker("stage_ours", {**ours_args, "profile": str(self.log_dir / "profile-stage-events")}, extra)
         # 4. memory: the same staging of a 10x smaller object (fresh processes as well)
         small_runs = []
         for rep in range(cfg.repeat):
@@ -209,6 +221,15 @@ class Bench:
                            "MB", note=self._rss_note(small_runs)))
         self.add(Figure.of(section, f"peak RSS {cfg.events_big:,} / {cfg.events_small:,} events",
                            paired(big_rss, small_rss), "x", target="<= 1.2"))
+        if self.alt:
+            section = "A/B. Patched copy (BENCH_ALT_CODE_DIR), staging events"
+            self.add(Figure.of(section, f"patched: StageToRedshiftOperator ({n} events): time", summary(times["alt"]),
+                               "s", note=self._cpu_note(runs["alt"])))
+            self.add(Figure.of(section, "patched / ours (time)", paired(times["alt"], times["ours"]), "x"))
+            self.add(Figure.of(section, "patched / raw COPY (time)", paired(times["alt"], times["raw"]), "x",
+                               target="<= 1.5"))
+            self.add(Figure.of(section, "S3ToSqlOperator / patched (time)", paired(times["s3tosql"], times["alt"]), "x",
+                               target=">= 6"))
         self.details["stage"] = {**runs, "ours_small": small_runs, "s3tosql_scale": scale}
 
     @staticmethod
@@ -233,7 +254,7 @@ class Bench:
         env.create_tables(self.stack, STAGE_DB)
         extra = {**env.warehouse_env(self.stack, STAGE_DB), **env.bucket_env(SONGS_BUCKET)}
         ours_args = {"table": "staging_songs", "key": "song_data/", "json_format": "auto", "run_id": "bench_stage_songs"}
-        runs: dict[str, list[dict]] = {"ours": [], "serial": [], "parallel": []}
+        runs: dict[str, list[dict]] = {"ours": [], "serial": [], "parallel": [], "alt": []}
         for rep in range(cfg.repeat):
             self._reset_staging(("staging_songs",))
             runs["serial"].append(self.worker("get_loop", {"prefix": "song_data/", "threads": 1}, extra))
@@ -243,13 +264,19 @@ class Bench:
                 raise RuntimeError(f"stage_songs staged {result['objects']} objects / {result['rows_in_table']} rows, "
                                    f"expected {cfg.song_files}")
             runs["ours"].append(result)
+            if self.alt:
+                self._reset_staging(("staging_songs",))
+                runs["alt"].append(self.worker("stage_ours", ours_args, {**extra, **self.alt}))
             if rep < cfg.songs_reference_repeat:
                 runs["parallel"].append(self.worker("get_loop", {"prefix": "song_data/", "threads": 16}, extra))
             log.info("songs rep %d: ours %.1f s, serial GET loop %.1f s", rep + 1, result["seconds"],
                      runs["serial"][-1]["seconds"])
+        if cfg.profile:
+            self._reset_staging(("staging_songs",))
+            self.worker("stage_ours", {**ours_args, "profile": str(self.log_dir / "profile-stage-songs")}, extra)
         self._reset_staging(("staging_songs",))
         objects = cfg.song_files
-        rate = {name: [objects / s for s in _values(r, "seconds")] for name, r in runs.items()}
+        rate = {name: [objects / s for s in _values(r, "seconds")] for name, r in runs.items() if r}
         section = "2. Many small objects"
         self.add(Figure.of(section, f"ours: stage_songs, {objects:,} song files", summary(rate["ours"]), "objects/s",
                            note=self._cpu_note(runs["ours"]) + "; includes listing and ledger"))
@@ -259,9 +286,17 @@ class Bench:
                            target=">= 4"))
         self.add(Figure.of(section, "reference: 16-thread boto3 GET loop (the endpoint's ceiling)",
                            summary(rate["parallel"]), "objects/s", note=self._cpu_note(runs["parallel"])))
+        self.add(Figure(section, "reference / serial GET loop: the most any client reaches here",
+                        statistics.median(rate["parallel"]) / statistics.median(rate["serial"]), "x"))
         moto_ms = statistics.median(r["moto_cpu_s"] / objects * 1000 for r in runs["serial"])
         self.add(Figure(section, "moto server CPU per GET (serial loop)", moto_ms, "ms",
                         note=f"caps any client at ~{1000 / moto_ms:,.0f} objects/s with a whole core"))
+        if self.alt:
+            section = "A/B. Patched copy (BENCH_ALT_CODE_DIR), many small objects"
+            self.add(Figure.of(section, "patched: stage_songs", summary(rate["alt"]), "objects/s",
+                               note=self._cpu_note(runs["alt"])))
+            self.add(Figure.of(section, "patched / serial GET loop", paired(rate["alt"], rate["serial"]), "x",
+                               target=">= 4"))
         self.details["songs"] = runs
 
     def _db_exists(self, dbname: str) -> bool:
@@ -323,9 +358,18 @@ class Bench:
             full = statistics.median(r["tasks"][task]["duration_s"] or 0 for r in runs["full"])
             empty = statistics.median(r["tasks"][task]["duration_s"] or 0 for r in runs["empty"])
             per_task[task] = {"full_s": full, "empty_s": empty, "ratio": full / empty if empty else None}
-        worst = max(per_task.items(), key=lambda kv: kv[1]["full_s"] - kv[1]["empty_s"])
-        self.add(Figure(section, f"task that grows most: {worst[0]}", worst[1]["full_s"], "s",
-                        note=f"{worst[1]['empty_s']:.2f} s on the empty warehouse"))
+        # dag.test runs tasks one by one in one process: whichever of stage_events / stage_songs runs
+        # first pays the S3 client set-up, so compare the two together.
+        staging = [t for t in ("stage_events", "stage_songs") if t in per_task]
+        combined = {t: v for t, v in per_task.items() if t not in staging}
+        if staging:
+            full = statistics.median(sum(r["tasks"][t]["duration_s"] or 0 for t in staging) for r in runs["full"])
+            empty = statistics.median(sum(r["tasks"][t]["duration_s"] or 0 for t in staging) for r in runs["empty"])
+            combined[" + ".join(staging)] = {"full_s": full, "empty_s": empty, "ratio": full / empty if empty else None}
+        growth = sorted(combined.items(), key=lambda kv: kv[1]["empty_s"] - kv[1]["full_s"])
+        self.add(Figure(section, "tasks growing most (full - empty, median s)",
+                        growth[0][1]["full_s"] - growth[0][1]["empty_s"], "s",
+                        note="; ".join(f"{task} {v['empty_s']:.2f} -> {v['full_s']:.2f} s" for task, v in growth[:3])))
         self.details["incremental"] = {"fill": fill, "warmup": warmup, "sizes": sizes, "runs": runs, "per_task": per_task}
 
     # ------------------------------------------------------------------ 6. end to end
@@ -371,11 +415,16 @@ class Bench:
                         note=f"first run start to last run end {analysis['span_s']:.0f} s; stack up {up_seconds:.0f} s"))
         self.add(Figure(section, "sum of task durations (all runs)", analysis["task_seconds"], "s",
                         note=f"{analysis['tasks']} task instances, mean concurrency {analysis['concurrency']:.1f}"))
+        self.add(Figure(section, "sum of queued -> running waits (all task instances)", analysis["queue_seconds"], "s",
+                        note="waiting for an executor slot and for the task process to start"))
         self.add(Figure(section, "wall time with no task running (scheduling gaps)", analysis["idle_share"] * 100, "%",
                         note=f"{analysis['idle_s']:.0f} s of {analysis['span_s']:.0f} s"))
         self.add(Figure(section, "per-task fixed overhead (median duration of a quality check)",
                         analysis["fixed_overhead_s"], "s",
-                        note=f"x {analysis['tasks']} tasks = {analysis['fixed_overhead_total_s']:.0f} s of the task time"))
+                        note=f"a check runs one small query, so its duration is mostly Airflow's per-task cost; "
+                             f"x {analysis['tasks']} tasks = {analysis['fixed_overhead_total_s']:.0f} s "
+                             f"of the {analysis['task_seconds']:.0f} s task time (fastest check "
+                             f"{analysis['fixed_overhead_min_s']:.2f} s)"))
         self.add(Figure(section, "median queued -> running (executor slot + process start)",
                         analysis["median_queue_s"], "s"))
         self.add(Figure(section, "median upstream done -> queued (scheduler loop)", analysis["median_schedule_s"], "s"))
@@ -450,7 +499,9 @@ def analyse_e2e(runs: list[dict], tis: dict[str, list[dict]], downstream: dict[s
         "idle_share": (span - busy) / span if span else 0.0,
         "fixed_overhead_s": fixed,
         "fixed_overhead_total_s": fixed * len(intervals),
+        "fixed_overhead_min_s": min(checks) if checks else fixed,
         "median_queue_s": statistics.median(queue) if queue else float("nan"),
+        "queue_seconds": sum(queue),
         "median_schedule_s": statistics.median(schedule) if schedule else float("nan"),
         "per_task": {
             task: {"n": len(s["durations"]), "median_s": statistics.median(s["durations"]),

@@ -69,6 +69,7 @@ GOLDENS = render.goldens()
 # test_redshift_path_sends_exactly_the_redshift_stage_templates keeps this list honest.
 POSTGRES_PATH_TEMPLATES = {
     "stage/copy_from_stdin.sql",
+    "stage/copy_source_column_types.sql",
     "stage/lock_objects.sql",
     "stage/stage_load_ledger_etags.sql",
     "stage/staging_object_rows.sql",

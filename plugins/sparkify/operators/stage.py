@@ -26,6 +26,11 @@ if TYPE_CHECKING:
 IDENTIFIER = re.compile(r"^[a-z_][a-z0-9_]*$")
 RAW_TEXT_LIMIT = 2000
 PROGRESS_EVERY_LINES = 250_000
+# Column types psycopg can send in binary COPY (as PostgreSQL's information_schema names them).
+BINARY_COPY_TYPES = {
+    "character varying", "text", "smallint", "integer", "bigint", "real", "double precision",
+    "timestamp without time zone", "boolean",
+}
 SMALL_OBJECT_BYTES = 1 << 20
 SMALL_OBJECTS_PER_BATCH = 500
 FETCH_THREADS = 16
@@ -203,7 +208,9 @@ class StageToRedshiftOperator(BaseOperator):
             parser = RecordParser(self._columns(), self.json_format, self._jsonpaths())
         except FormatError as err:
             raise AirflowFailException(f"{self.table}: {self.json_format}: {err}") from None
-        copy_sql = self._sql("stage/copy_from_stdin.sql", columns=[column.name for column in parser.columns])
+        self._copy_types = self._binary_copy_types(parser.columns)
+        copy_sql = self._sql("stage/copy_from_stdin.sql", columns=[column.name for column in parser.columns],
+                             binary=self._copy_types is not None)
         started = time.monotonic()
         totals = ObjectLoad()
         # Large objects stream one by one; small ones (song files) are fetched concurrently
@@ -257,6 +264,8 @@ class StageToRedshiftOperator(BaseOperator):
             else:
                 sources = zip(todo, pool.map(lambda obj: list(self._read_lines(obj)), todo))
             with cursor.copy(copy_sql) as copy:
+                if self._copy_types is not None:
+                    copy.set_types(self._copy_types)
                 for obj, lines in sources:
                     load = loads[obj] = ObjectLoad()
                     for line_number, line in lines:
@@ -306,6 +315,16 @@ class StageToRedshiftOperator(BaseOperator):
             "reason": str(err)[:1000], "raw_text": line[:RAW_TEXT_LIMIT].decode("utf-8", "replace"),
             "run_id": run_id, "rejected_at": _utcnow(),
         }
+
+    def _binary_copy_types(self, columns: list[Column]) -> list[str] | None:
+        """Types for a binary COPY of these columns plus source_key/source_line, or None to use text.
+
+        Binary COPY spares formatting every value as text (psycopg) and parsing it back
+        (PostgreSQL); psycopg has binary dumpers for these types only.
+        """
+        rows = self.warehouse.get_records(self._sql("stage/copy_source_column_types.sql"), {"table": self.table})
+        types = [column.data_type.lower() for column in columns] + [data_type for (data_type,) in rows]
+        return types if len(rows) == 2 and all(t in BINARY_COPY_TYPES for t in types) else None
 
     def _columns(self) -> list[Column]:
         from sparkify.records import Column
