@@ -34,6 +34,7 @@ from pathlib import Path
 import boto3
 import psycopg
 import pytest
+from celery.states import READY_STATES as READY
 
 from integration.pipeline import star_snapshot
 from scripts.pipeline import AirflowAPI, parse_hour, wait_for
@@ -269,7 +270,15 @@ def run_pipeline(executor: str, data_dir: Path, ports: list[int]) -> Outcome:
             task_instances = [dict(zip(("id", "run_id", "task_id", "state", "external_executor_id"), row)) for row in rows]
             celery_results = {}
             if db.execute("SELECT to_regclass('celery_taskmeta')").fetchone()[0] is not None:
-                celery_results = dict(db.execute("SELECT task_id, status FROM celery_taskmeta").fetchall())
+                # Airflow marks a task instance done through its execution API a moment before the
+                # worker stores the Celery result, so wait for the results of the last tasks to land.
+                deadline = time.monotonic() + 60
+                while True:
+                    celery_results = dict(db.execute("SELECT task_id, status FROM celery_taskmeta").fetchall())
+                    pending = [ti for ti in task_instances if celery_results.get(ti["external_executor_id"]) not in READY]
+                    if not pending or time.monotonic() > deadline:
+                        break
+                    time.sleep(0.5)
 
         status = stack.status()
         listening = {}
