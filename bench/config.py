@@ -53,6 +53,7 @@ class Config:
     # 2. many small objects
     song_files: int
     songs_reference_repeat: int
+    s3_latency_ms: float
     # 3. incremental cost
     incr_days: int
     incr_events_per_day: int
@@ -107,6 +108,7 @@ def load() -> Config:
         s3tosql_rows=min(events_big, _scaled(_int("BENCH_S3TOSQL_ROWS", 1_000_000), scale, 1_000)),
         song_files=_scaled(_int("BENCH_SONG_FILES", 20_000), scale, 200),
         songs_reference_repeat=max(1, _int("BENCH_SONGS_REFERENCE_REPEAT", 1)),
+        s3_latency_ms=max(0.0, _float("BENCH_S3_LATENCY_MS", 20.0)),
         incr_days=30,
         incr_events_per_day=_scaled(_int("BENCH_INCR_EVENTS_PER_DAY", 10_000), scale, 500),
         incr_songs=_scaled(_int("BENCH_INCR_SONGS", 1_000), scale, 100),

@@ -17,8 +17,11 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from bench.config import REPO, code_dir
 
@@ -123,6 +126,32 @@ def warehouse_env(stack, dbname: str) -> dict[str, str]:
 
 def bucket_env(bucket: str) -> dict[str, str]:
     return {"AIRFLOW_VAR_SPARKIFY_BUCKET": bucket, "SPARKIFY_BUCKET": bucket}
+
+
+def s3_endpoint_env(stack, endpoint: str) -> dict[str, str]:
+    """Env overrides pointing the sparkify_aws connection (and the GET loop) at ``endpoint``."""
+    conn = json.loads(stack.env()["AIRFLOW_CONN_SPARKIFY_AWS"])
+    conn["extra"]["endpoint_url"] = endpoint
+    return {"AIRFLOW_CONN_SPARKIFY_AWS": json.dumps(conn), "SPARKIFY_S3_ENDPOINT": endpoint}
+
+
+@contextmanager
+def latency_proxy(endpoint: str, delay_ms: float) -> Iterator[str]:
+    """``bench.latency_proxy`` in front of ``endpoint``; yields the proxy's endpoint URL."""
+    target = urlsplit(endpoint)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "bench.latency_proxy", "--target", f"{target.hostname}:{target.port}",
+         "--delay-ms", str(delay_ms)],
+        cwd=REPO, stdout=subprocess.PIPE, stdin=subprocess.DEVNULL, text=True,
+    )  # fmt: skip
+    try:
+        port = proc.stdout.readline().strip()
+        if not port.isdigit():
+            raise RuntimeError(f"latency proxy did not start (exit {proc.poll()})")
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
 
 
 # --------------------------------------------------------------------------- S3
