@@ -256,6 +256,7 @@ def _compile_fast_path(columns: list[Column], paths: list[tuple] | None, ignore_
         return None
     namespace: dict[str, Any] = {"_follow": _follow, "_EPOCH": EPOCH, "_timedelta": timedelta}
     body = ["def _fast(record):", "    get = record.get", "    try:"]
+    # Per column, the common case is tested first: a value of the column's own JSON type.
     for index, column in enumerate(columns):
         path = paths[index] if paths is not None else (column.name,)
         if len(path) == 1 and isinstance(path[0], str):
@@ -264,25 +265,28 @@ def _compile_fast_path(columns: list[Column], paths: list[tuple] | None, ignore_
             namespace[f"_path{index}"] = path
             body.append(f"        v = _follow(record, _path{index})")
         missing = f"c{index} = None" if column.nullable else "return None"
-        body.append(f"        if v is None: {missing}")
         kind = column.data_type.lower()
         if kind in _TEXT_TYPES:
-            cut = f"v[:{column.max_length}]" if column.max_length else "v"
-            blank = f"c{index} = None" if column.nullable else "return None"
-            body.append(f"        elif v.__class__ is str:")
-            body.append(f"            if v.strip(): c{index} = {cut}")
-            body.append(f"            else: {blank}")
+            limit = column.max_length
+            cut = f"v if len(v) <= {limit} else v[:{limit}]" if limit else "v"
+            body.append(f"        if v.__class__ is str and v.strip(): c{index} = {cut}")
+            body.append(f"        elif v is None or v.__class__ is str: {missing}")  # missing or blank
         elif kind in _INTEGER_TYPES:
-            body.append(f"        elif v.__class__ is int: c{index} = v")
+            body.append(f"        if v.__class__ is int: c{index} = v")
+            body.append(f"        elif v is None: {missing}")
             body.append(f"        elif v.__class__ is str and v.isdigit() and v.isascii(): c{index} = int(v)")
             if column.nullable:
                 body.append(f"        elif v == '': c{index} = None")
         elif kind in _FLOAT_TYPES:
-            body.append(f"        elif v.__class__ is float and v - v == 0.0: c{index} = v")
+            body.append(f"        if v.__class__ is float and v - v == 0.0: c{index} = v")
+            body.append(f"        elif v is None: {missing}")
         elif kind.startswith("timestamp"):
-            body.append(f"        elif v.__class__ is int: c{index} = _EPOCH + _timedelta(milliseconds=v)")
+            # timedelta(days, seconds, microseconds, milliseconds), positionally: the fastest call
+            body.append(f"        if v.__class__ is int: c{index} = _EPOCH + _timedelta(0, 0, 0, v)")
+            body.append(f"        elif v is None: {missing}")
         elif kind == "boolean":
-            body.append(f"        elif v.__class__ is bool: c{index} = v")
+            body.append(f"        if v.__class__ is bool: c{index} = v")
+            body.append(f"        elif v is None: {missing}")
         else:
             return None
         body.append("        else: return None")

@@ -71,3 +71,32 @@ def test_records_over_redshifts_4mb_json_limit_are_rejected():
     huge = json.dumps({"sessionId": 1, "ts": 1, "artist": "x" * (5 * 1024 * 1024)}).encode()
     with pytest.raises(RecordError, match="over the 4,194,304-byte JSON limit"):
         parse(huge)
+
+
+EQUIVALENCE_COLUMNS = COLUMNS + [Column("title", "text"), Column("flag", "boolean"), Column("page", "character varying", 4, nullable=False)]
+TRICKY_VALUES = [
+    None, "", "  ", "x", " padded ", "\u3000", "long enough to cut", "7", " 7 ", "-7", "+7", "٣", "1.5", "nan", "inf",
+    0, 7, -7, 1541990000123, 10**20, 1.5, 2.0, float("inf"), True, False, {"a": 1}, [1, "b"],
+]
+
+
+def outcome(parser: RecordParser, line: bytes):
+    try:
+        return parser.parse(line)
+    except RecordError as err:
+        return ("rejected", err.field, str(err))
+
+
+@pytest.mark.parametrize("column", [column.name for column in EQUIVALENCE_COLUMNS])
+def test_the_fast_path_gives_what_the_general_rules_give(column):
+    fast = RecordParser(EQUIVALENCE_COLUMNS, "auto", None)
+    general = RecordParser(EQUIVALENCE_COLUMNS, "auto", None)
+    general._fast = None  # the fast path only ever changes speed, never a row or a reject
+    valid = {"artist": "A", "length": 1.5, "sessionid": 1, "ts": 1541990000123, "userid": 2, "title": "T",
+             "flag": True, "page": "Next"}
+    for value in [*TRICKY_VALUES, "missing"]:
+        record = {key: val for key, val in valid.items() if key != column or value != "missing"}
+        if value != "missing":
+            record[column] = value
+        line = json.dumps(record).encode()
+        assert outcome(fast, line) == outcome(general, line), (column, value)

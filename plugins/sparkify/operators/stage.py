@@ -19,6 +19,7 @@ from sparkify.window import days_in_window, resolve_window
 
 if TYPE_CHECKING:
     from airflow.providers.amazon.aws.hooks.s3 import S3Hook
+    from psycopg import Copy
 
     from sparkify.records import Column, RecordError, RecordParser
     from airflow.sdk import Context
@@ -241,8 +242,6 @@ class StageToRedshiftOperator(BaseOperator):
     def _stage_batch(self, batch: list[SourceObject], parser: RecordParser, copy_sql: str, run_id: str,
                      pool: ThreadPoolExecutor) -> dict[SourceObject, ObjectLoad]:
         """Replace the staged rows of these objects and record their versions, in one transaction."""
-        from sparkify.records import RecordError
-
         params = {"table": self.table, "s3_keys": [obj.key for obj in batch]}
         loads: dict[SourceObject, ObjectLoad] = {}
         rejects: list[dict[str, Any]] = []
@@ -260,32 +259,14 @@ class StageToRedshiftOperator(BaseOperator):
             for statement in split_statements(self._sql("stage/staging_object_rows.sql")):
                 cursor.execute(statement, params)
             if len(todo) == 1:
-                sources = [(todo[0], self._read_lines(todo[0]))]
+                sources = [(todo[0], self._line_batches(todo[0]))]
             else:
-                sources = zip(todo, pool.map(lambda obj: list(self._read_lines(obj)), todo))
+                sources = zip(todo, pool.map(lambda obj: list(self._line_batches(obj)), todo))
             with cursor.copy(copy_sql) as copy:
                 if self._copy_types is not None:
                     copy.set_types(self._copy_types)
-                for obj, lines in sources:
-                    load = loads[obj] = ObjectLoad()
-                    for line_number, line in lines:
-                        load.lines_read += 1
-                        try:
-                            row = parser.parse(line)
-                        except RecordError as err:
-                            load.rows_rejected += 1
-                            rejects.append(self._reject(obj, line_number, line, err, run_id))
-                            if load.rows_rejected > self.max_errors:
-                                raise AirflowFailException(
-                                    f"{self.table}: s3://{self.s3_bucket}/{obj.key} line {line_number}: {err} "
-                                    f"({load.rows_rejected} rejects exceed max_errors={self.max_errors}; "
-                                    "nothing from this object was staged)"
-                                ) from None
-                            continue
-                        copy.write_row((*row, obj.key, line_number))
-                        load.rows_staged += 1
-                        if load.lines_read % PROGRESS_EVERY_LINES == 0:
-                            self.log.info("%s: %s ... %s lines so far", self.table, obj.key, f"{load.lines_read:,}")
+                for obj, line_batches in sources:
+                    loads[obj] = self._copy_object(copy, obj, line_batches, parser, run_id, rejects)
             if rejects:
                 cursor.executemany(self._sql("stage/stage_rejects.sql"), rejects)
             loaded_at = _utcnow()
@@ -302,12 +283,46 @@ class StageToRedshiftOperator(BaseOperator):
             self.log.warning("%s: %d more rejects in stage_rejects", self.table, len(rejects) - 5)
         return loads
 
-    def _read_lines(self, obj: SourceObject) -> Iterator[tuple[int, bytes]]:
-        """Stream the exact version listed (If-Match) line by line; blank lines are not records."""
+    def _line_batches(self, obj: SourceObject) -> Iterator[list[bytes]]:
+        """Stream the exact version listed (If-Match), as the lines of each chunk."""
         body = self.s3.get_conn().get_object(Bucket=self.s3_bucket, Key=obj.key, IfMatch=f'"{obj.etag}"')["Body"]
-        for line_number, line in enumerate(_lines(body.iter_chunks(1 << 20)), start=1):
-            if line.strip():
-                yield line_number, line
+        return _split_lines(body.iter_chunks(1 << 20))
+
+    def _copy_object(self, copy: Copy, obj: SourceObject, line_batches: Iterable[list[bytes]], parser: RecordParser,
+                     run_id: str, rejects: list[dict[str, Any]]) -> ObjectLoad:
+        """Write one object's records to the COPY and its bad records to ``rejects``.
+
+        This is the per-record loop, so it keeps to local names; blank lines are not records,
+        and only a line that fails to parse is checked for being blank.
+        """
+        from sparkify.records import RecordError
+
+        key, parse, write_row = obj.key, parser.parse, copy.write_row
+        line_number = staged = rejected = 0
+        next_progress = PROGRESS_EVERY_LINES
+        for lines in line_batches:
+            for line in lines:
+                line_number += 1
+                try:
+                    row = parse(line)
+                except RecordError as err:
+                    if not line.strip():
+                        continue
+                    rejected += 1
+                    rejects.append(self._reject(obj, line_number, line, err, run_id))
+                    if rejected > self.max_errors:
+                        raise AirflowFailException(
+                            f"{self.table}: s3://{self.s3_bucket}/{key} line {line_number}: {err} "
+                            f"({rejected} rejects exceed max_errors={self.max_errors}; "
+                            "nothing from this object was staged)"
+                        ) from None
+                    continue
+                write_row((*row, key, line_number))
+                staged += 1
+            if line_number >= next_progress:
+                self.log.info("%s: %s ... %s lines so far", self.table, key, f"{line_number:,}")
+                next_progress += PROGRESS_EVERY_LINES
+        return ObjectLoad(lines_read=staged + rejected, rows_staged=staged, rows_rejected=rejected)
 
     def _reject(self, obj: SourceObject, line_number: int, line: bytes, err: RecordError, run_id: str) -> dict[str, Any]:
         return {
@@ -388,15 +403,16 @@ class StageToRedshiftOperator(BaseOperator):
         return env.get_template(template).render(dialect=self.warehouse.dialect, table=self.table, **extra)
 
 
-def _lines(chunks: Iterable[bytes]) -> Iterator[bytes]:
-    """Split a byte stream on newlines without holding more than one chunk and one line."""
+def _split_lines(chunks: Iterable[bytes]) -> Iterator[list[bytes]]:
+    """Split a byte stream on newlines, a chunk's complete lines at a time, holding no more
+    than one chunk and one line."""
     pending = b""
     for chunk in chunks:
-        pieces = (pending + chunk).split(b"\n")
-        pending = pieces.pop()
-        yield from pieces
+        lines = (pending + chunk).split(b"\n")
+        pending = lines.pop()
+        yield lines
     if pending:
-        yield pending
+        yield [pending]
 
 
 def _utcnow() -> datetime:

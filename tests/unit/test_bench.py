@@ -1,0 +1,91 @@
+"""The benchmark's own parts: figures against targets, and the latency proxy of section 2b."""
+
+from __future__ import annotations
+
+import http.client
+import subprocess
+import sys
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import pytest
+
+from bench.stats import Figure, summary
+
+REPO = Path(__file__).resolve().parents[2]
+DELAY = 0.25
+
+
+@pytest.mark.parametrize(
+    ("value", "target", "status"),
+    [(1.5, "<= 1.5", "PASS"), (1.51, "<= 1.5", "MISS"), (6.0, ">= 6", "PASS"), (5.99, ">= 6", "MISS")],
+)
+def test_a_figure_passes_its_target_inclusively(value: float, target: str, status: str) -> None:
+    assert Figure("s", "ratio", value, "x", target=target).status == status
+
+
+def test_summary_is_median_min_max() -> None:
+    assert summary([3.0, 1.0, 2.0, 10.0]) | {"values": None} == {
+        "median": 2.5, "min": 1.0, "max": 10.0, "n": 4, "values": None,
+    }  # fmt: skip
+
+
+class Echo(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"  # keep-alive, as boto3 uses
+
+    def do_GET(self) -> None:
+        body = f"you asked for {self.path}".encode() * 1000
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args) -> None:
+        pass
+
+
+@pytest.fixture(scope="module")
+def proxy_port():
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Echo)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "bench.latency_proxy", "--target", f"127.0.0.1:{server.server_port}",
+         "--delay-ms", str(DELAY * 1000)],
+        cwd=REPO, stdout=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        yield int(proc.stdout.readline())
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+        server.shutdown()
+
+
+def get(port: int, path: str, conn: http.client.HTTPConnection | None = None) -> tuple[bytes, float]:
+    conn = conn or http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+    started = time.monotonic()
+    conn.request("GET", path)
+    body = conn.getresponse().read()
+    return body, time.monotonic() - started
+
+
+def test_every_request_on_a_connection_waits_and_arrives_whole(proxy_port: int) -> None:
+    conn = http.client.HTTPConnection("127.0.0.1", proxy_port, timeout=30)
+    for number in range(3):
+        body, seconds = get(proxy_port, f"/key/{number}", conn)
+        assert body == f"you asked for /key/{number}".encode() * 1000
+        assert seconds >= DELAY
+
+
+def test_concurrent_requests_wait_concurrently(proxy_port: int) -> None:
+    requests = 6
+    started = time.monotonic()
+    with ThreadPoolExecutor(requests) as pool:
+        bodies = list(pool.map(lambda number: get(proxy_port, f"/{number}")[0], range(requests)))
+    elapsed = time.monotonic() - started
+    assert bodies == [f"you asked for /{number}".encode() * 1000 for number in range(requests)]
+    # One after another they would take requests x DELAY at least.
+    assert elapsed < (requests - 1) * DELAY
