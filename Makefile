@@ -25,7 +25,8 @@ SONGS ?= 300
 START_DAY ?= 2018-11-01
 DAYS ?= 2
 EVENTS_PER_DAY ?= 3000
-SAMPLE_DIR = .state/sample_data
+# Beside the stack's other state, so a stack in another SPARKIFY_STATE_DIR (tests) leaves .state alone.
+SAMPLE_DIR = $(or $(SPARKIFY_STATE_DIR),.state)/sample_data
 DATA_DIR ?=
 
 # Prefix for recipe lines that need the stack's environment (connections, ports, credentials).
@@ -90,12 +91,13 @@ logs:
 # --------------------------------------------------------------------------- pipeline
 
 # Uploading needs only the S3 endpoint, so this starts just that part of the stack.
+# --overwrite: the sample data is deterministic per seed and knobs, so a rerun just regenerates it.
 data: $(INSTALLED)
 	$(STACK) start-s3
 ifeq ($(strip $(DATA_DIR)),)
-	$(PY) -m scripts.sample_data --out $(SAMPLE_DIR) --seed $(SEED) --songs $(SONGS) \
+	$(PY) -m scripts.sample_data --out $(call q,$(SAMPLE_DIR)) --overwrite --seed $(SEED) --songs $(SONGS) \
 		--start-day $(START_DAY) --days $(DAYS) --events-per-day $(EVENTS_PER_DAY)
-	$(WITH_STACK_ENV) $(PY) -m scripts.upload_data --dir $(SAMPLE_DIR) \
+	$(WITH_STACK_ENV) $(PY) -m scripts.upload_data --dir $(call q,$(SAMPLE_DIR)) \
 		--bucket "$$SPARKIFY_BUCKET" --endpoint-url "$$SPARKIFY_S3_ENDPOINT"
 else
 	$(WITH_STACK_ENV) $(PY) -m scripts.upload_data --dir $(call q,$(DATA_DIR)) \

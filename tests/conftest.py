@@ -38,6 +38,23 @@ os.environ.update(STACK.env())
 os.environ["SPARKIFY_START_DATE"] = "2018-11-01"
 
 
+def pytest_unconfigure(config):
+    # Also when no test used the servers (their teardown removes it otherwise).
+    shutil.rmtree(STATE_DIR, ignore_errors=True)
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item, call):
+    """In CI (``CI=true``, as ``.ci/run`` is run) a skipped test fails: the skips here mean a
+    missing tool (chromium, redis-server) or an opt-out, and CI must run every test."""
+    report = yield
+    if os.environ.get("CI") == "true" and report.skipped and not hasattr(report, "wasxfail"):
+        reason = report.longrepr[2] if isinstance(report.longrepr, tuple) else report.longrepr
+        report.outcome = "failed"
+        report.longrepr = f"skipped, but CI=true requires every test to run: {reason}"
+    return report
+
+
 @pytest.fixture(scope="session")
 def servers():
     """PostgreSQL (warehouse + Airflow metadata) and the S3 endpoint, for the whole session."""

@@ -7,6 +7,8 @@ what would break ``docker compose up`` or expose the stack beyond this machine.
 
 from __future__ import annotations
 
+import ast
+import importlib.metadata
 import json
 import re
 import subprocess
@@ -165,17 +167,73 @@ def test_connections_select_the_postgres_dialect(services, monkeypatch):
     assert Warehouse("sparkify_warehouse").dialect == "postgres"
 
 
-def test_pip_requirements_match_requirements_txt(services):
-    pinned = dict(
-        line.split("==", 1) for line in (REPO / "requirements.txt").read_text().splitlines()
-        if "==" in line and not line.startswith("#")
+def runtime_requirements() -> dict[str, str]:
+    """The pins of requirements.txt the DAGs need at run time (name -> version): the distributions
+    that dags/ and plugins/ import, and the pinned distributions those depend on, transitively
+    (so test-only tools such as moto or pytest are left out)."""
+    from packaging.requirements import Requirement
+    from packaging.utils import canonicalize_name
+
+    pins = {}
+    for line in (REPO / "requirements.txt").read_text().splitlines():
+        if line.split("#", 1)[0].strip():
+            requirement = Requirement(line.split("#", 1)[0])
+            (version,) = [spec.version for spec in requirement.specifier if spec.operator == "=="]
+            pins[canonicalize_name(requirement.name)] = version
+    modules = set()
+    for path in [*(REPO / "dags").rglob("*.py"), *(REPO / "plugins").rglob("*.py")]:
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Import):
+                modules.update(alias.name.split(".")[0] for alias in node.names)
+            elif isinstance(node, ast.ImportFrom) and node.level == 0:
+                modules.add(node.module.split(".")[0])
+    distributions = importlib.metadata.packages_distributions()
+    needed = {canonicalize_name(dist) for module in modules for dist in distributions.get(module, ())} & pins.keys()
+    pending = list(needed)
+    while pending:
+        for line in importlib.metadata.requires(pending.pop()) or ():
+            requirement = Requirement(line)
+            name = canonicalize_name(requirement.name)
+            if name in pins and name not in needed and (
+                requirement.marker is None or requirement.marker.evaluate({"extra": ""})
+            ):
+                needed.add(name)
+                pending.append(name)
+    return {name: pins[name] for name in needed}
+
+
+def test_pip_requirements_cover_the_runtime_pins_of_requirements_txt(services):
+    runtime = runtime_requirements()
+    # Sanity of the derivation: the providers, and the report operator's matplotlib.
+    assert {"apache-airflow", "apache-airflow-providers-amazon", "matplotlib"} <= runtime.keys()
+    assert not {"moto", "pytest", "sqlglot", "playwright"} & runtime.keys()
+
+    # Airflow itself is the image; everything else is installed at container start.
+    assert interpolate(services["airflow-worker"]["image"]) == f"apache/airflow:{runtime.pop('apache-airflow')}"
+    extra = dict(
+        requirement.split("==", 1)
+        for requirement in environment(services["airflow-worker"])["_PIP_ADDITIONAL_REQUIREMENTS"].split()
     )
-    extra = environment(services["airflow-worker"])["_PIP_ADDITIONAL_REQUIREMENTS"].split()
-    assert extra
-    for requirement in extra:
-        package, _, version = requirement.partition("==")
-        assert pinned.get(package) == version, requirement
+    assert extra == runtime
     assert environment(services["airflow-init"])["_PIP_ADDITIONAL_REQUIREMENTS"] == ""
+
+
+def test_host_ports_differ_from_the_local_stacks(services, monkeypatch):
+    """`docker compose up` can run next to `make up` and `make celery-demo` with default ports."""
+    from scripts.stack import LocalStack
+
+    for name in ("SPARKIFY_PG_PORT", "SPARKIFY_S3_PORT", "SPARKIFY_API_PORT", "SPARKIFY_REDIS_PORT"):
+        monkeypatch.delenv(name, raising=False)
+    stack = LocalStack.from_environment()
+    taken = {stack.pg_port, stack.s3_port, stack.api_port, stack.redis_port}
+    taken |= {int(port) for port in re.findall(r"^CELERY_\w+_PORT \?= (\d+)$", (REPO / "Makefile").read_text(), re.M)}
+    assert len(taken) == 8
+    published = {
+        int(interpolate(str(port)).split(":")[1])
+        for service in services.values() for port in service.get("ports", [])
+    }
+    assert len(published) == 3
+    assert not published & taken
 
 
 def test_seed_runs_the_project_scripts_with_valid_options(services):
@@ -193,3 +251,16 @@ def test_seed_runs_the_project_scripts_with_valid_options(services):
         assert flags and all(flag in usage for flag in flags), (module, flags - set(re.findall(r"--[a-z-]+", usage)))
     assert ("./scripts", "/opt/airflow/scripts") in bind_mounts(seed)
     assert seed["working_dir"] == "/opt/airflow"
+
+
+def test_production_dockerfile_installs_the_runtime_pins(services):
+    """docs/production.md's image for ECS/EKS installs what the compose services install."""
+    text = (REPO / "docs" / "production.md").read_text()
+    (dockerfile,) = re.findall(r"```dockerfile\n(.*?)```", text, re.S)
+    (install,) = re.findall(r"RUN pip install --no-cache-dir ((?:\\\n|[^\n])*)", dockerfile)
+    installed = dict(requirement.split("==", 1) for requirement in install.replace("\\\n", " ").split())
+    assert installed == {"apache-airflow": AIRFLOW_IMAGE.split(":")[1], **runtime_requirements()}
+    assert f"FROM {AIRFLOW_IMAGE}" in dockerfile
+    for source, target in PROJECT_MOUNTS.items():
+        if source != "./scripts":
+            assert re.search(rf"^\s*COPY --chown=airflow:root {source[2:]}/ {target}/$", dockerfile, re.M), source

@@ -434,3 +434,47 @@ def test_airflow_up_runs_a_dag_and_stops(stack: LocalStack) -> None:
     assert not any(pid_alive(pid) for pid in pids.values())
     with pytest.raises(OSError):
         OPENER.open(f"{stack.api_url}/api/v2/version", timeout=2)
+
+
+# --------------------------------------------------------------------------- CI
+
+
+def test_ci_turns_skips_into_failures(tmp_path: Path) -> None:
+    """With CI=true (how CI runs .ci/run) tests/conftest.py fails a skipped test, so a tool
+    missing on the CI machine can't pass unnoticed; xfail and local runs are unaffected."""
+    (tmp_path / "test_probe.py").write_text(textwrap.dedent("""
+        import pytest
+
+        @pytest.mark.skipif(True, reason="probe tool is not installed")
+        def test_needs_a_tool():
+            pass
+
+        def test_skips_itself():
+            pytest.skip("probe skip")
+
+        @pytest.mark.xfail(reason="probe xfail")
+        def test_known_failure():
+            assert False
+
+        def test_runs():
+            pass
+    """))
+    env = {key: value for key, value in os.environ.items() if key != "CI"}
+    env["PYTHONPATH"] = os.pathsep.join(str(REPO_ROOT / path) for path in ("tests", ".", "plugins"))
+
+    def pytest_run(**extra: str) -> subprocess.CompletedProcess:
+        return subprocess.run(
+            [sys.executable, "-m", "pytest", "-q", "-rA", "-p", "conftest", "-p", "no:cacheprovider",
+             "--rootdir", str(tmp_path), "test_probe.py"],
+            cwd=tmp_path, env={**env, **extra}, capture_output=True, text=True, timeout=120,
+        )  # fmt: skip
+
+    local = pytest_run()
+    assert local.returncode == 0, local.stdout
+    assert "1 passed, 2 skipped, 1 xfailed" in local.stdout
+
+    ci = pytest_run(CI="true")
+    assert ci.returncode == 1, ci.stdout
+    assert "1 failed, 1 passed, 1 xfailed, 1 error" in ci.stdout
+    assert "CI=true requires every test to run: Skipped: probe tool is not installed" in ci.stdout
+    assert "CI=true requires every test to run: Skipped: probe skip" in ci.stdout

@@ -10,7 +10,9 @@ import pendulum
 
 from sparkify.alerts import SparkifyNotifier
 
-SQL_DIR = Path(__file__).resolve().parents[2] / "include" / "sql"
+# include/sql beside plugins/ (repository, docker compose); SPARKIFY_SQL_DIR for deployments that
+# ship include/ elsewhere (MWAA: plugins.zip and dags/ live in different places).
+SQL_DIR = Path(os.environ.get("SPARKIFY_SQL_DIR") or Path(__file__).resolve().parents[2] / "include" / "sql")
 START_DATE = pendulum.parse(os.environ.get("SPARKIFY_START_DATE", "2018-11-01"), tz="UTC")
 DEFAULT_ARGS = {
     "owner": "sparkify-data",

@@ -13,6 +13,9 @@ from typing import Any, Iterator
 from airflow.providers.common.sql.hooks.sql import DbApiHook
 
 DIALECTS = {"postgres": "postgres", "redshift": "redshift"}
+# The pipeline's AWS connection: with IAM auth, RedshiftSQLHook gets the temporary database
+# credentials through it, so production needs this and the warehouse connection, nothing else.
+AWS_CONN_ID = "sparkify_aws"
 
 
 class UnsupportedWarehouse(ValueError):
@@ -54,7 +57,7 @@ class Warehouse:
         if self.dialect == "redshift":
             from airflow.providers.amazon.aws.hooks.redshift_sql import RedshiftSQLHook
 
-            return RedshiftSQLHook(redshift_conn_id=self.conn_id)
+            return RedshiftSQLHook(redshift_conn_id=self.conn_id, aws_conn_id=AWS_CONN_ID)
         from airflow.providers.postgres.hooks.postgres import PostgresHook
 
         return PostgresHook(postgres_conn_id=self.conn_id)
