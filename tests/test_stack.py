@@ -28,7 +28,7 @@ import boto3
 import psycopg
 import pytest
 
-from scripts.stack import REPO_ROOT, LocalStack, PortInUseError, pid_alive
+from scripts.stack import AIRFLOW_COMPONENTS, REPO_ROOT, STATE_MARKER, LocalStack, PortInUseError, pid_alive
 
 pytestmark = pytest.mark.timeout(180)
 
@@ -71,6 +71,41 @@ def http(method: str, url: str, body: dict | None = None, timeout: float = 10) -
 
 def read_pid(stack: LocalStack, name: str) -> int:
     return int((stack.run_dir / f"{name}.pid").read_text())
+
+
+def listening_addresses(*leaders: int, state_dir: Path | None = None) -> list[str]:
+    """``host:port`` of every listening TCP socket held by the processes ``leaders``, their process
+    groups, and (with ``state_dir``) any process carrying that stack's environment marker."""
+    marker = f"{STATE_MARKER}={state_dir}".encode() if state_dir is not None else None
+    inodes = set()
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        try:
+            pid = int(proc.name)
+            ours = pid in leaders or os.getpgid(pid) in leaders
+            if not ours and marker is not None:
+                ours = marker in (proc / "environ").read_bytes().split(b"\0")
+            if not ours:
+                continue
+            for fd in (proc / "fd").iterdir():
+                target = os.readlink(fd)
+                if target.startswith("socket:["):
+                    inodes.add(target[8:-1])
+        except OSError:  # the process exited meanwhile, or is not ours to read
+            continue
+    found = []
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        for line in Path(table).read_text().splitlines()[1:]:
+            fields = line.split()
+            if fields[3] == "0A" and fields[9] in inodes:  # 0A: LISTEN
+                address, port = fields[1].rsplit(":", 1)
+                if len(address) == 8:  # IPv4, little-endian hex
+                    host = socket.inet_ntoa(bytes.fromhex(address)[::-1])
+                else:
+                    host = "[" + bytes.fromhex(address).hex() + "]"
+                found.append(f"{host}:{int(port, 16)}")
+    return sorted(found)
 
 
 def start_sleeper(*extra_args: str) -> subprocess.Popen:
@@ -427,6 +462,12 @@ def test_airflow_up_runs_a_dag_and_stops(stack: LocalStack) -> None:
         assert time.monotonic() < deadline, f"smoke run still {state}"
         time.sleep(1)
     assert state == "success", sorted((stack.airflow_home / "logs").rglob("*.log"))
+
+    # Nothing the stack runs listens beyond 127.0.0.1 (e.g. no log server on 0.0.0.0:8793).
+    leaders = [read_pid(stack, name) for name in ("postgres", "s3", *AIRFLOW_COMPONENTS)]
+    listening = listening_addresses(*leaders, state_dir=stack.state_dir)
+    assert {f"127.0.0.1:{port}" for port in (stack.pg_port, stack.s3_port, stack.api_port)} <= set(listening), listening
+    assert [address for address in listening if not address.startswith("127.0.0.1:")] == [], listening
 
     stack.stop_airflow()
     stack.stop_airflow()

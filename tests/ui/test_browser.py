@@ -2,9 +2,12 @@
 api-server, scheduler, dag-processor, triggerer) in a temporary state dir on free ports, driven
 through Airflow 3.3's UI with Playwright and the system chromium (headless).
 
-One journey, in order: the DAG list and graph, a run triggered from the Trigger form with a
-start/end window, the run's success, the row counts in ``stage_events``' log, the Deadline
-Alert in the triggerer's log, the star-schema Assets and the analytics report they schedule.
+The stack runs Airflow's simple auth manager with a real login (unlike ``make up``, where every
+user is an admin): one admin user, ``operator``, whose password the test generates into the
+temporary state dir. One journey, in order: the login form, the DAG list and graph, a run
+triggered from the Trigger form with a start/end window, the run's success, the row counts in
+``stage_events``' log, the Deadline Alert in the triggerer's log, the star-schema Assets and the
+analytics report they schedule.
 Screenshots go to ``$SPARKIFY_SCREENSHOTS`` (default: a temporary folder, so a test run leaves
 the checkout clean). ``SPARKIFY_SCREENSHOTS=docs/screenshots`` refreshes the README's pictures.
 
@@ -18,6 +21,7 @@ import contextlib
 import json
 import os
 import re
+import secrets
 import shutil
 import socket
 import tempfile
@@ -48,6 +52,7 @@ EVENTS_PER_DAY = 500
 DEADLINE_MINUTES = "0.05"
 UI_TIMEOUT_MS = 60_000
 RUN_TIMEOUT_S = 240
+UI_USER = "operator"
 
 pytestmark = [
     pytest.mark.slow,
@@ -82,20 +87,48 @@ def env_var(name: str, value: str):
             os.environ[name] = saved
 
 
+class WithLogin(LocalStack):
+    """The local stack with the simple auth manager's login on: ``UI_USER`` is the one user (an
+    admin), with the password in ``passwords_file`` (the auth manager's JSON: user -> password)."""
+
+    @property
+    def passwords_file(self) -> Path:
+        return self.state_dir / "ui-passwords.json"
+
+    def env(self) -> dict[str, str]:
+        env = super().env()
+        env.update({
+            "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_ALL_ADMINS": "False",
+            "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": f"{UI_USER}:admin",
+            "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE": str(self.passwords_file),
+        })  # fmt: skip
+        return env
+
+    @property
+    def ui_password(self) -> str:
+        return json.loads(self.passwords_file.read_text())[UI_USER]
+
+
 class Api:
-    """The few REST calls the test checks with (the stack lets every user in as admin)."""
+    """The few REST calls the test checks with, as ``UI_USER`` once ``log_in`` succeeded."""
 
     def __init__(self, base_url: str):
         self.base_url = base_url
+        self.headers = {"Content-Type": "application/json"}
+
+    def _request(self, method: str, url: str, body: dict | None) -> dict:
+        data = json.dumps(body).encode() if body is not None else None
+        request = urllib.request.Request(url, method=method, data=data, headers=self.headers)
+        with OPENER.open(request, timeout=30) as response:
+            return json.loads(response.read() or b"{}")
+
+    def log_in(self, username: str, password: str) -> None:
+        token = self._request("POST", f"{self.base_url}/auth/token", {"username": username, "password": password})
+        self.headers["Authorization"] = f"Bearer {token['access_token']}"
 
     def call(self, method: str, path: str, body: dict | None = None, **params) -> dict:
         query = ("?" + urllib.parse.urlencode(params, doseq=True)) if params else ""
-        request = urllib.request.Request(
-            f"{self.base_url}/api/v2{path}{query}", method=method,
-            data=json.dumps(body).encode() if body is not None else None, headers={"Content-Type": "application/json"},
-        )
-        with OPENER.open(request, timeout=30) as response:
-            return json.loads(response.read() or b"{}")
+        return self._request(method, f"{self.base_url}/api/v2{path}{query}", body)
 
     def runs(self, dag_id: str, **params) -> list[dict]:
         return self.call("GET", f"/dags/{dag_id}/dagRuns", limit=100, **params)["dag_runs"]
@@ -121,7 +154,11 @@ def ui_stack():
     state = Path(tempfile.mkdtemp(prefix="sparkify-ui-", dir="/tmp"))
     state.chmod(0o755)  # the postgres user must be able to traverse it
     pg_port, s3_port, api_port = free_ports(3)
-    stack = LocalStack(state, pg_port=pg_port, s3_port=s3_port, api_port=api_port, bucket="sparkify-ui")
+    stack = WithLogin(state, pg_port=pg_port, s3_port=s3_port, api_port=api_port, bucket="sparkify-ui")
+    # A fresh password per test run, readable by this user only; the api-server keeps the file as it is.
+    fd = os.open(stack.passwords_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as fh:
+        json.dump({UI_USER: secrets.token_urlsafe(24)}, fh)
     try:
         with env_var("SPARKIFY_RUN_DEADLINE_MINUTES", DEADLINE_MINUTES):
             stack.up()
@@ -144,6 +181,7 @@ def s3_client(stack: LocalStack):
 @pytest.fixture(scope="module")
 def api(ui_stack) -> Api:
     api = Api(ui_stack.api_url)
+    api.log_in(UI_USER, ui_stack.ui_password)
     api.wait("sparkify_etl and sparkify_analytics to be parsed", lambda: all(
         _exists(api, f"/dags/{dag_id}") for dag_id in ("sparkify_etl", "sparkify_analytics")
     ), timeout=120)
@@ -183,22 +221,14 @@ def journey() -> dict:
 
 
 def open_ui(page, url: str) -> None:
+    """Open a UI page in the session ``test_log_in`` started: no second login page."""
     page.goto(url, wait_until="domcontentloaded")
-    log_in_if_asked(page)
 
 
-def log_in_if_asked(page) -> None:
-    """The local stack's simple auth manager lets everyone in as admin, so normally no login page
-    appears. Should one appear (another auth setup), sign in with the form it shows."""
-    username = page.get_by_role("textbox", name=re.compile("user", re.I))
-    try:
-        username.wait_for(state="visible", timeout=1500)
-    except Exception:
-        return
-    username.fill(os.environ.get("SPARKIFY_UI_USER", "admin"))
-    page.get_by_label(re.compile("password", re.I)).fill(os.environ.get("SPARKIFY_UI_PASSWORD", "admin"))
-    page.get_by_role("button", name=re.compile("sign in|log ?in", re.I)).click()
-    page.wait_for_url(re.compile(r"^(?!.*login).*$"))
+def submit_login(page, username: str, password: str) -> None:
+    page.get_by_label("Username").fill(username)
+    page.get_by_label("Password").fill(password)
+    page.get_by_role("button", name="Sign in").click()
 
 
 def shot(page, name: str, **kwargs) -> None:
@@ -207,6 +237,25 @@ def shot(page, name: str, **kwargs) -> None:
 
 
 # -- the journey ----------------------------------------------------------------------------------
+
+
+def test_log_in(ui_stack, api, page):
+    # Without a session, neither the REST API nor the UI lets anyone in.
+    with pytest.raises(urllib.error.HTTPError) as refused:
+        Api(ui_stack.api_url).call("GET", "/dags")
+    assert refused.value.code == 401
+    page.goto(f"{ui_stack.api_url}/dags", wait_until="domcontentloaded")
+    page.get_by_role("heading", name="Sign into Airflow").wait_for()
+    assert urllib.parse.urlsplit(page.url).path == "/auth/login", page.url
+
+    submit_login(page, UI_USER, "not-" + ui_stack.ui_password)
+    page.get_by_text("Invalid credentials").wait_for()
+    assert urllib.parse.urlsplit(page.url).path == "/auth/login", page.url
+
+    submit_login(page, UI_USER, ui_stack.ui_password)
+    page.wait_for_url(lambda url: urllib.parse.urlsplit(url).path == "/dags")
+    page.get_by_role("link", name="sparkify_etl", exact=True).wait_for()
+    assert page.get_by_role("heading", name="Sign into Airflow").count() == 0
 
 
 def test_dag_list_and_graph(ui_stack, api, page):
