@@ -1,7 +1,8 @@
 """common.sql's check operators, with the report an operator needs when a check fails.
 
-Both log a table of every check (expected, actual, pass/fail) and, for each failing check,
-a few offending rows from the checked window.
+Both log a table of every check (expected, actual, pass/fail). When checks fail, the task's
+error lists each failing check with its SQL, the expected and actual values, and a few
+offending rows from the checked window.
 """
 
 from __future__ import annotations
@@ -9,9 +10,10 @@ from __future__ import annotations
 from typing import Any
 
 from airflow.providers.common.sql.operators.sql import SQLColumnCheckOperator, SQLTableCheckOperator
+from airflow.sdk.exceptions import AirflowException
 
 SAMPLE_ROWS = 5
-EXPECTATIONS = ("equal_to", "greater_than", "geq_to", "less_than", "leq_to")
+EXPECTATIONS = {"equal_to": "=", "greater_than": ">", "geq_to": ">=", "less_than": "<", "leq_to": "<="}
 
 
 def format_table(rows: list[tuple[str, ...]], header: tuple[str, ...]) -> str:
@@ -21,83 +23,124 @@ def format_table(rows: list[tuple[str, ...]], header: tuple[str, ...]) -> str:
 
 
 class _ReportMixin:
-    """Logs the results table, and offending rows on failure, around the provider's checks."""
+    """Runs the provider's checks, logs the results table and, when some fail, raises an
+    error explaining each failing check."""
 
     def _where(self, condition: str | None = None) -> str:
         clauses = [clause for clause in (self.partition_clause, condition) if clause]
-        return f"WHERE {' AND '.join(f'({clause})' for clause in clauses)}" if clauses else ""
+        return f" WHERE {' AND '.join(f'({clause})' for clause in clauses)}" if clauses else ""
 
-    def _log_samples(self, title: str, sql: str) -> None:
-        hook = self.get_db_hook()
-        rows = hook.get_records(sql)
-        self.log.error("%s: %d offending row(s) shown\n  %s\n%s", title, len(rows), sql,
-                       "\n".join(f"    {row}" for row in rows) or "    (none in the window)")
+    def _explain(self, name: str, sql: str, expected: Any, actual: Any, offending_sql: str) -> str:
+        """One failing check: its SQL, expected and actual values, and a few offending rows."""
+        offending_sql = f"{offending_sql} LIMIT {SAMPLE_ROWS}"
+        rows = self.get_db_hook().get_records(offending_sql)
+        shown = "\n".join(f"    {row}" for row in rows) or "    (none found)"
+        return (f"FAILED {name}: expected {expected}, actual {actual}\n  SQL: {sql}\n"
+                f"  offending rows (at most {SAMPLE_ROWS}): {offending_sql}\n{shown}")
 
     def execute(self, context: Any) -> None:
         try:
             super().execute(context)
-        finally:
-            report = self._report_rows()
-            if report:
-                self.log.info("Checks on %s:\n%s", self.table, format_table(report, ("check", "expected", "actual", "result")))
-        self.log.info("%s: all %d checks passed", self.table, len(report))
+        except AirflowException as err:
+            failures = self._failures()
+            self._log_report()
+            if not failures:  # e.g. the check query returned no rows: the provider's error says it
+                raise
+            # The task log shows this error in full, with the provider's chained as its cause.
+            raise type(err)(f"{len(failures)} failing check(s) on {self.table}:\n" + "\n".join(failures)) from err
+        self.log.info("%s: all %d checks passed", self.table, self._log_report())
+
+    def _log_report(self) -> int:
+        report = self._report_rows()
+        if report:
+            self.log.info("Checks on %s:\n%s", self.table, format_table(report, ("check", "expected", "actual", "result")))
+        return len(report)
 
 
 class ColumnChecksOperator(_ReportMixin, SQLColumnCheckOperator):
-    """``SQLColumnCheckOperator`` that reports every check and samples offending rows."""
+    """``SQLColumnCheckOperator`` that reports every check and explains failing ones."""
 
-    def _report_rows(self) -> list[tuple[str, ...]]:
-        rows, failures = [], []
+    def _results(self):
         for column, checks in self.column_mapping.items():
             for check, values in checks.items():
-                if "success" not in values:
-                    continue
-                expected = next(f"{key} {values[key]}" for key in EXPECTATIONS if key in values)
-                rows.append((f"{column}.{check}", expected, str(values.get("result")), "pass" if values["success"] else "FAIL"))
-                if not values["success"]:
-                    failures.append((column, check))
-        for column, check in failures:
-            if check == "null_check":
-                self._log_samples(f"{self.table}.{column} is NULL",
-                                  f"SELECT * FROM {self.table} {self._where(f'{column} IS NULL')} LIMIT {SAMPLE_ROWS}")
-            elif check == "unique_check":
-                self._log_samples(
-                    f"{self.table}.{column} duplicates",
-                    f"SELECT {column}, COUNT(*) AS copies FROM {self.table} {self._where()} "
-                    f"GROUP BY {column} HAVING COUNT(*) > 1 ORDER BY copies DESC LIMIT {SAMPLE_ROWS}",
-                )
-        return rows
+                if "success" in values:
+                    expected = ", ".join(f"{op} {values[key]}" for key, op in EXPECTATIONS.items() if key in values)
+                    yield column, check, expected, values
+
+    def _report_rows(self) -> list[tuple[str, ...]]:
+        return [(f"{column}.{check}", expected, str(values["result"]), "pass" if values["success"] else "FAIL")
+                for column, check, expected, values in self._results()]
+
+    def _failures(self) -> list[str]:
+        failures = []
+        for column, check, expected, values in self._results():
+            if values["success"]:
+                continue
+            sql = f"SELECT {self.column_checks[check].format(column=column)} FROM {self.table}{self._where()}"
+            if check == "unique_check":
+                offending = (f"SELECT {column}, COUNT(*) AS copies FROM {self.table}{self._where()} "
+                             f"GROUP BY {column} HAVING COUNT(*) > 1 ORDER BY copies DESC")
+            else:
+                offending = f"SELECT * FROM {self.table}{self._where(f'{column} IS NULL')}"
+            failures.append(self._explain(f"{self.table}.{column}.{check}", sql, expected, values["result"], offending))
+        return failures
 
 
 class TableChecksOperator(_ReportMixin, SQLTableCheckOperator):
     """
-    ``SQLTableCheckOperator`` for two kinds of checks, both declared as data:
+    ``SQLTableCheckOperator`` whose checks are measures, declared as data:
 
-    * ``row_checks``: a condition every row in the partition must meet (aggregated so an
-      empty window passes); a failure logs a few rows that don't meet it;
-    * ``checks``: the provider's own aggregate ``check_statement`` checks.
+    * ``row_checks``: a condition every row in the partition must meet; the measure is the
+      number of rows that don't (expected 0), and the offending rows are those rows;
+    * ``checks``: ``actual`` (an aggregate over the partition) must equal ``expected`` (a
+      scalar query); ``offending`` queries rows that explain a difference.
+
+    The provider runs every check in one query; a failing check's values and rows are queried
+    only when it fails.
     """
 
-    def __init__(self, *, row_checks: dict[str, str] | None = None, checks: dict | None = None, **kwargs: Any):
-        self.row_checks = dict(row_checks or {})
-        all_checks = {
-            name: {"check_statement": f"COUNT(*) = COUNT(CASE WHEN {condition} THEN 1 END)"}
-            for name, condition in self.row_checks.items()
+    template_fields = (*SQLTableCheckOperator.template_fields, "measures")
+
+    def __init__(self, *, table: str, row_checks: dict[str, str] | None = None, checks: dict | None = None,
+                 partition_clause: str | None = None, **kwargs: Any):
+        where = f" WHERE ({partition_clause}) AND" if partition_clause else " WHERE"
+        self.measures = {
+            name: {
+                "description": condition,
+                # CASE, not NOT (...): a row where the condition is NULL doesn't meet it either.
+                "actual": f"COUNT(CASE WHEN {condition} THEN NULL ELSE 1 END)",
+                "expected": "0",
+                "offending": f"SELECT * FROM {table}{where} (CASE WHEN {condition} THEN 0 ELSE 1 END) = 1",
+            }
+            for name, condition in (row_checks or {}).items()
         }
-        all_checks.update(checks or {})
-        super().__init__(checks=all_checks, **kwargs)
+        self.measures.update(checks or {})
+        super().__init__(
+            table=table, partition_clause=partition_clause,
+            checks={name: {"check_statement": f"{m['actual']} = {m['expected']}"} for name, m in self.measures.items()},
+            **kwargs,
+        )
 
     def _report_rows(self) -> list[tuple[str, ...]]:
         rows = []
         for name, values in self.checks.items():
             if "success" not in values:
                 continue
-            expected = "every row" if name in self.row_checks else "true"
-            rows.append((name, expected, "true" if values["success"] else "false", "pass" if values["success"] else "FAIL"))
-            if not values["success"] and name in self.row_checks:
-                condition = self.row_checks[name]
-                self._log_samples(
-                    f"{self.table}: rows failing {name} ({condition})",
-                    f"SELECT * FROM {self.table} {self._where(f'CASE WHEN {condition} THEN 0 ELSE 1 END = 1')} LIMIT {SAMPLE_ROWS}",
-                )
+            # A passing check measured actual = expected; _failures measured the failing ones.
+            passed = ("0", "0") if self.measures[name]["expected"] == "0" else ("expected", "equal")
+            expected, actual = values.get("measured", passed)
+            rows.append((name, f"= {expected}", str(actual), "pass" if values["success"] else "FAIL"))
         return rows
+
+    def _failures(self) -> list[str]:
+        failures = []
+        for name, values in self.checks.items():
+            if values.get("success", True):
+                continue
+            measure = self.measures[name]
+            sql = f"SELECT {measure['expected']} AS expected, {measure['actual']} AS actual FROM {self.table}{self._where()}"
+            expected, actual = self.get_db_hook().get_first(sql) or (None, None)
+            values["measured"] = (expected, actual)
+            failures.append(self._explain(f"{self.table}.{name} ({measure['description']})", sql, f"= {expected}",
+                                          actual, measure["offending"]))
+        return failures
