@@ -84,10 +84,14 @@ with DAG(
         name="run_not_finished",
     ),
     params={
+        # Both or neither, start before end: checked by run_window in the first task that renders
+        # the window (a failure without retries), as a Param validates only its own value.
         "start": Param(None, type=["null", "string"], pattern=HOUR_PATTERN,
-                       description="Manual runs: first hour of the window (UTC, e.g. 2018-11-01T00:00:00Z)."),
+                       description="Manual runs: first hour of the window (UTC, e.g. 2018-11-01T00:00:00Z). "
+                                   "Give both start and end, or neither to process the scheduled hour."),
         "end": Param(None, type=["null", "string"], pattern=HOUR_PATTERN,
-                     description="Manual runs: end of the window, exclusive (UTC, whole hour)."),
+                     description="Manual runs: end of the window, exclusive (UTC, whole hour, after start). "
+                                 "Give both start and end, or neither."),
         "full_refresh": Param(False, type="boolean",
                               description="Rebuild the users, songs and artists dimensions instead of merging."),
         "max_errors": Param(10, type="integer", minimum=0,
@@ -177,9 +181,9 @@ with DAG(
         "users": "**Loads `users`** from each user's latest event (by `ts`) in any loaded hour; "
                  "`merge` refreshes the users seen in the window, `full_refresh` rebuilds all.",
         "songs": "**Loads `songs`** from `staging_songs`, one row per `song_id` (a fixed ordering "
-                 "decides when files disagree); `merge` upserts, `full_refresh` rebuilds.",
+                 "decides when files disagree); `merge` upserts and removes keys no longer staged, `full_refresh` rebuilds.",
         "artists": "**Loads `artists`** from `staging_songs`, one row per `artist_id`, preferring "
-                   "rows with a location; `merge` upserts, `full_refresh` rebuilds.",
+                   "rows with a location; `merge` upserts and removes keys no longer staged, `full_refresh` rebuilds.",
         "time": "**Loads `time`**: one row per distinct `songplays.start_time` in the window, with "
                 "hour, day, week, month, year and weekday in UTC (always `merge`).",
     }

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 from datetime import date, datetime, timedelta, timezone
 
+from airflow.sdk.exceptions import AirflowFailException
+
 HOUR = timedelta(hours=1)
 
 
-class WindowError(ValueError):
-    """A run window that can't be processed; retrying won't fix it."""
+class WindowError(AirflowFailException, ValueError):
+    """A run window that can't be processed: the task fails without retries, as retrying won't fix it."""
 
 
 def parse_instant(value: str | datetime, name: str) -> datetime:
@@ -57,8 +59,16 @@ def hours_in_window(window_start: datetime, window_end: datetime) -> list[dateti
 
 def run_window(params: dict, data_interval_start: datetime, data_interval_end: datetime) -> tuple[str, str]:
     """The window a run processes, as ISO strings for templates: the ``start``/``end`` params
-    of a manual run, else the scheduled data interval. Validated, so it is safe in SQL text."""
-    start = params.get("start") or data_interval_start
-    end = params.get("end") or data_interval_end
+    of a manual run (both or neither), else the scheduled data interval. Validated, so it is
+    safe in SQL text; an invalid window raises ``WindowError`` in the first task rendering it."""
+    start, end = params.get("start"), params.get("end")
+    if bool(start) != bool(end):
+        # Half a window would silently take its other bound from the data interval.
+        raise WindowError(
+            f"params start={start!r} and end={end!r}: give both start and end for a manual window "
+            "(e.g. start=2018-11-01T00:00:00Z end=2018-11-02T00:00:00Z), or neither to process the data interval"
+        )
+    if not start:
+        start, end = data_interval_start, data_interval_end
     window_start, window_end = resolve_window(start, end)
     return window_start.isoformat(sep=" "), window_end.isoformat(sep=" ")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import json
 import os
 from datetime import datetime
@@ -36,15 +37,25 @@ def etl_dag():
     return dag
 
 
+def run_dag(conf: dict | None = None, **test_kwargs):
+    """One run of the DAG in process (dag.test). Returns the DagRun."""
+    dag = etl_dag()
+    # dag.test() writes a run's conf into the Params of the task objects it runs, and this
+    # process reuses them (the scheduler parses the DAG afresh): start each run from the defaults.
+    for task in dag.tasks:
+        task.params = copy.deepcopy(dag.params)
+    # Pass logical_date only when set: dag.test(logical_date=None) clears every run's task instances.
+    return dag.test(run_conf=conf, **test_kwargs)
+
+
 def run_window(start: datetime | str, end: datetime | str, **params):
-    """One manual run of the DAG over [start, end), in process (dag.test). Returns the DagRun."""
-    conf = {"start": _iso(start), "end": _iso(end), **params}
-    return etl_dag().test(run_conf=conf)
+    """One manual run of the DAG over [start, end)."""
+    return run_dag({"start": _iso(start), "end": _iso(end), **params})
 
 
 def run_scheduled(data_interval_end: datetime):
     """A run with no params: the DAG's own data interval decides the window."""
-    return etl_dag().test(logical_date=data_interval_end)
+    return run_dag(logical_date=data_interval_end)
 
 
 def _iso(moment: datetime | str) -> str:
@@ -78,6 +89,24 @@ def query(stack, sql: str, params=None) -> list[tuple]:
         return conn.execute(sql, params).fetchall()
 
 
+def execute(stack, sql: str, params=None) -> None:
+    """Run one statement and commit."""
+    with psycopg.connect(stack.warehouse_conninfo) as conn:
+        conn.execute(sql, params)
+
+
+def task_result(dag_run, task_id: str):
+    """What a task of a finished run returned (its ``return_value`` XCom)."""
+    from airflow.models.xcom import XComModel
+    from airflow.utils.session import create_session
+
+    with create_session() as session:
+        row = session.scalars(XComModel.get_many(
+            run_id=dag_run.run_id, key="return_value", dag_ids=dag_run.dag_id, task_ids=task_id,
+        )).first()
+        return XComModel.deserialize_value(row)
+
+
 def star_snapshot(stack) -> dict[str, list[tuple]]:
     """Every row of every star-schema table, in key order: equal snapshots mean equal warehouses."""
     return {table: query(stack, f"SELECT * FROM {table} ORDER BY {key}") for table, key in STAR_TABLES.items()}
@@ -89,8 +118,6 @@ def write_lines(path: Path, events: list[dict]) -> None:
 
 def stage_operator(task_id: str, start: str, end: str, **overrides):
     """A staging task of the DAG, rendered for the window [start, end), ready to ``execute``."""
-    import copy
-
     task = copy.copy(etl_dag().get_task(task_id))
     task.s3_bucket = os.environ["AIRFLOW_VAR_SPARKIFY_BUCKET"]
     task.json_format = task.json_format.replace("{{ var.value.get('sparkify_bucket', 'udacity-dend') }}", task.s3_bucket)

@@ -19,7 +19,7 @@ import psycopg
 import pytest
 
 from model import event_time, expected_warehouse, read_events, read_songs
-from pipeline import etl_dag, replace_bucket_contents, reset_warehouse, run_window
+from pipeline import replace_bucket_contents, reset_warehouse, run_dag, run_window
 from scripts.sample_data import generate
 
 WINDOW = ("2018-11-01T10:00:00Z", "2018-11-01T12:00:00Z")
@@ -77,7 +77,7 @@ def warehouse(loaded):
 
 def run_checks():
     """Only the quality checks of a run over WINDOW, on the warehouse as it is now."""
-    run = etl_dag().test(run_conf={"start": WINDOW[0], "end": WINDOW[1]}, mark_success_pattern=CHECKS_ONLY)
+    run = run_dag({"start": WINDOW[0], "end": WINDOW[1]}, mark_success_pattern=CHECKS_ONLY)
     return run, {ti.task_id: ti.state for ti in run.get_task_instances() if ti.task_id in CHECK_TASKS}
 
 

@@ -30,8 +30,41 @@ def test_days_and_hours_of_a_window():
     assert hours_in_window(start, end) == [datetime(2018, 11, 1, 22), datetime(2018, 11, 1, 23), datetime(2018, 11, 2, 0)]
 
 
+INTERVAL = (datetime(2018, 11, 1, 3), datetime(2018, 11, 1, 4))
+
+
 def test_run_window_prefers_params_over_the_data_interval():
-    interval = (datetime(2018, 11, 1, 3), datetime(2018, 11, 1, 4))
-    assert run_window({}, *interval) == ("2018-11-01 03:00:00", "2018-11-01 04:00:00")
-    assert run_window({"start": "2018-11-01T00:00:00Z", "end": "2018-11-02T00:00:00Z"}, *interval) == (
+    assert run_window({}, *INTERVAL) == ("2018-11-01 03:00:00", "2018-11-01 04:00:00")
+    assert run_window({"start": None, "end": None}, *INTERVAL) == ("2018-11-01 03:00:00", "2018-11-01 04:00:00")
+    assert run_window({"start": "2018-11-01T00:00:00Z", "end": "2018-11-02T00:00:00Z"}, *INTERVAL) == (
         "2018-11-01 00:00:00", "2018-11-02 00:00:00")
+
+
+@pytest.mark.parametrize("params", [
+    {"start": "2018-11-01T00:00:00Z"},
+    {"start": "2018-11-01T00:00:00Z", "end": None},
+    {"end": "2018-11-02T00:00:00Z"},
+    {"start": "", "end": "2018-11-02T00:00:00Z"},
+])
+def test_run_window_needs_both_params_or_neither(params):
+    # Either bound alone would otherwise fall back to the data interval for the other.
+    with pytest.raises(WindowError, match="give both start and end"):
+        run_window(params, *INTERVAL)
+
+
+@pytest.mark.parametrize(("start", "end"), [
+    ("2018-11-01T05:00:00Z", "2018-11-01T04:00:00Z"),
+    ("2018-11-01T04:00:00Z", "2018-11-01T04:00:00Z"),
+])
+def test_run_window_refuses_start_not_before_end(start, end):
+    with pytest.raises(WindowError, match="must be before end"):
+        run_window({"start": start, "end": end}, *INTERVAL)
+
+
+def test_window_errors_fail_the_task_without_retries():
+    from airflow.sdk.exceptions import AirflowFailException
+
+    # Airflow's task runner fails an AirflowFailException at once, whatever the task's retries.
+    with pytest.raises(AirflowFailException):
+        run_window({"start": "2018-11-01T05:00:00Z"}, *INTERVAL)
+    assert issubclass(WindowError, ValueError)

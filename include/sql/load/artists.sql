@@ -1,6 +1,7 @@
 {% import 'macros.sql' as m with context %}
 -- One row per artist_id. Song files often disagree about an artist; prefer the record with
 -- a location and coordinates, then the lowest song_id, so the choice is deterministic.
+-- Both modes leave exactly the staged artist_ids: 'merge' deletes those no longer staged.
 {{ m.lock('artists') }}
 
 CREATE TEMP TABLE artists_latest AS
@@ -19,6 +20,9 @@ WHERE choice = 1;
 {% if mode == 'truncate-insert' -%}
 DELETE FROM artists;
 {%- else -%}
+DELETE FROM artists
+WHERE NOT EXISTS (SELECT 1 FROM artists_latest l WHERE l.artist_id = artists.artist_id);
+
 UPDATE artists
 SET name = l.name, location = l.location, latitude = l.latitude, longitude = l.longitude
 FROM artists_latest l

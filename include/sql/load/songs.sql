@@ -1,6 +1,9 @@
 {% import 'macros.sql' as m with context %}
 -- One row per song_id. When staged files disagree, the first by title, artist, year and
--- duration wins, so the choice doesn't depend on load order.
+-- duration wins, so the choice doesn't depend on load order. Both modes leave exactly the
+-- staged song_ids: 'merge' also deletes the songs no longer staged. (PostgreSQL staging
+-- replaces a changed file's rows; Redshift's replaces rows by song_id, so there a song_id
+-- dropped from a file stays staged.)
 {{ m.lock('songs') }}
 
 CREATE TEMP TABLE songs_latest AS
@@ -15,6 +18,9 @@ WHERE choice = 1;
 {% if mode == 'truncate-insert' -%}
 DELETE FROM songs;
 {%- else -%}
+DELETE FROM songs
+WHERE NOT EXISTS (SELECT 1 FROM songs_latest l WHERE l.song_id = songs.song_id);
+
 UPDATE songs
 SET title = l.title, artist_id = l.artist_id, year = l.year, duration = l.duration
 FROM songs_latest l

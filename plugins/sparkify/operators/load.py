@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from datetime import datetime, timezone
 from functools import cached_property
 from typing import TYPE_CHECKING, Any, Sequence
@@ -11,7 +12,7 @@ from airflow.sdk import BaseOperator
 
 from sparkify.operators.warehouse_sql import DialectContextMixin
 from sparkify.warehouse import Warehouse, split_statements
-from sparkify.window import WindowError, hours_in_window, resolve_window
+from sparkify.window import hours_in_window, resolve_window
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
@@ -49,26 +50,33 @@ class _WindowLoadOperator(DialectContextMixin, BaseOperator):
         return Warehouse(self.redshift_conn_id)
 
     def _window_parameters(self, context: Context) -> dict[str, Any]:
-        try:
-            window_start, window_end = resolve_window(self.window_start, self.window_end)
-        except WindowError as err:
-            raise AirflowFailException(str(err)) from None
+        # WindowError is an AirflowFailException: a bad window fails the task without retries.
+        window_start, window_end = resolve_window(self.window_start, self.window_end)
         return {"window_start": window_start, "window_end": window_end, "run_id": context["run_id"]}
 
     def _run(self, cursor: Any, sql: str, parameters: dict[str, Any]) -> dict[str, int]:
+        """Run each statement of ``sql``, logging it with its row count; returns rows per verb."""
         counts: dict[str, int] = {}
         for statement in split_statements(sql):
+            started = time.monotonic()
             cursor.execute(statement, parameters)
-            verb = statement.lstrip().split(None, 1)[0].upper()
-            if verb in ("INSERT", "UPDATE", "DELETE") and cursor.rowcount is not None and cursor.rowcount >= 0:
-                counts[verb] = counts.get(verb, 0) + cursor.rowcount
+            # A statement may start with comment lines; its first code line names what it does.
+            first_line = next(line.strip() for line in statement.splitlines()
+                              if line.strip() and not line.strip().startswith("--"))
+            verb = first_line.split(None, 1)[0].upper()
+            rows = cursor.rowcount if verb in ("INSERT", "UPDATE", "DELETE") else None
+            if rows is not None and rows >= 0:
+                counts[verb] = counts.get(verb, 0) + rows
+                self.log.info("%s: %s rows (%.2f s)", first_line[:100], f"{rows:,}", time.monotonic() - started)
+            else:
+                self.log.info("%s (%.2f s)", first_line[:100], time.monotonic() - started)
         return counts
 
-    def _log_counts(self, counts: dict[str, int], parameters: dict[str, Any]) -> None:
+    def _log_counts(self, label: str, counts: dict[str, int], parameters: dict[str, Any]) -> None:
         self.log.info(
-            "%s [%s, %s): %d deleted, %d inserted, %d updated",
-            self.table, parameters["window_start"].isoformat(), parameters["window_end"].isoformat(),
-            counts.get("DELETE", 0), counts.get("INSERT", 0), counts.get("UPDATE", 0),
+            "%s [%s, %s): %s deleted, %s inserted, %s updated",
+            label, parameters["window_start"].isoformat(), parameters["window_end"].isoformat(),
+            *(f"{counts.get(verb, 0):,}" for verb in ("DELETE", "INSERT", "UPDATE")),
         )
 
 
@@ -89,13 +97,20 @@ class LoadFactOperator(_WindowLoadOperator):
 
     def execute(self, context: Context) -> dict[str, int]:
         parameters = self._window_parameters(context)
-        with self.warehouse.transaction() as cursor:
-            counts = self._run(cursor, self.sql, parameters)
-            if self.record_hours_sql:
-                loaded_at = datetime.now(timezone.utc).replace(tzinfo=None)
-                for hour in hours_in_window(parameters["window_start"], parameters["window_end"]):
-                    cursor.execute(self.record_hours_sql, {**parameters, "hour_start": hour, "loaded_at": loaded_at})
-        self._log_counts(counts, parameters)
+        self.log.info("::group::Loading %s for [%s, %s)", self.table,
+                      parameters["window_start"].isoformat(), parameters["window_end"].isoformat())
+        try:
+            with self.warehouse.transaction() as cursor:
+                counts = self._run(cursor, self.sql, parameters)
+                if self.record_hours_sql:
+                    loaded_at = datetime.now(timezone.utc).replace(tzinfo=None)
+                    hours = hours_in_window(parameters["window_start"], parameters["window_end"])
+                    for hour in hours:
+                        cursor.execute(self.record_hours_sql, {**parameters, "hour_start": hour, "loaded_at": loaded_at})
+                    self.log.info("loaded_hours: recorded %d hours as loaded", len(hours))
+        finally:
+            self.log.info("::endgroup::")
+        self._log_counts(self.table, counts, parameters)
         if not counts.get("INSERT"):
             self.log.info("%s: no rows in this window (an empty hour is fine)", self.table)
         return counts
@@ -126,8 +141,12 @@ class LoadDimensionOperator(_WindowLoadOperator):
 
     def execute(self, context: Context) -> dict[str, int]:
         parameters = self._window_parameters(context)
-        with self.warehouse.transaction() as cursor:
-            counts = self._run(cursor, self.sql, parameters)
-        self.log.info("%s: mode %s", self.table, self.mode)
-        self._log_counts(counts, parameters)
+        self.log.info("::group::Loading %s (mode %s) for [%s, %s)", self.table, self.mode,
+                      parameters["window_start"].isoformat(), parameters["window_end"].isoformat())
+        try:
+            with self.warehouse.transaction() as cursor:
+                counts = self._run(cursor, self.sql, parameters)
+        finally:
+            self.log.info("::endgroup::")
+        self._log_counts(f"{self.table} ({self.mode})", counts, parameters)
         return counts

@@ -1,6 +1,7 @@
 
 -- One row per artist_id. Song files often disagree about an artist; prefer the record with
 -- a location and coordinates, then the lowest song_id, so the choice is deterministic.
+-- Both modes leave exactly the staged artist_ids: 'merge' deletes those no longer staged.
 LOCK artists;
 
 CREATE TEMP TABLE artists_latest AS
@@ -15,6 +16,9 @@ FROM (
     FROM staging_songs
 ) ranked
 WHERE choice = 1;
+
+DELETE FROM artists
+WHERE NOT EXISTS (SELECT 1 FROM artists_latest l WHERE l.artist_id = artists.artist_id);
 
 UPDATE artists
 SET name = l.name, location = l.location, latitude = l.latitude, longitude = l.longitude

@@ -1,6 +1,7 @@
 
 -- One row per artist_id. Song files often disagree about an artist; prefer the record with
 -- a location and coordinates, then the lowest song_id, so the choice is deterministic.
+-- Both modes leave exactly the staged artist_ids: 'merge' deletes those no longer staged.
 LOCK artists;
 
 CREATE TEMP TABLE artists_latest AS

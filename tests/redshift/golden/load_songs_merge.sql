@@ -1,6 +1,9 @@
 
 -- One row per song_id. When staged files disagree, the first by title, artist, year and
--- duration wins, so the choice doesn't depend on load order.
+-- duration wins, so the choice doesn't depend on load order. Both modes leave exactly the
+-- staged song_ids: 'merge' also deletes the songs no longer staged. (PostgreSQL staging
+-- replaces a changed file's rows; Redshift's replaces rows by song_id, so there a song_id
+-- dropped from a file stays staged.)
 LOCK songs;
 
 CREATE TEMP TABLE songs_latest AS
@@ -11,6 +14,9 @@ FROM (
     FROM staging_songs
 ) ranked
 WHERE choice = 1;
+
+DELETE FROM songs
+WHERE NOT EXISTS (SELECT 1 FROM songs_latest l WHERE l.song_id = songs.song_id);
 
 UPDATE songs
 SET title = l.title, artist_id = l.artist_id, year = l.year, duration = l.duration
