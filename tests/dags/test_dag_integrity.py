@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from datetime import timedelta
@@ -81,3 +82,10 @@ def test_dag_file_has_no_heavy_top_level_imports():
     result = subprocess.run([sys.executable, "-c", code, str(REPO / "dags" / "sparkify_etl.py")],
                             capture_output=True, text=True)
     assert result.returncode == 0, f"heavy modules imported at parse time: {result.stdout} {result.stderr[-2000:]}"
+
+
+def test_sql_dir_follows_sparkify_sql_dir(tmp_path):
+    env = {**os.environ, "SPARKIFY_SQL_DIR": str(tmp_path), "PYTHONPATH": str(REPO / "plugins")}
+    out = subprocess.run([sys.executable, "-c", "from sparkify.dag_defaults import SQL_DIR; print(SQL_DIR)"],
+                         env=env, capture_output=True, text=True, check=True).stdout
+    assert out.strip() == str(tmp_path)
