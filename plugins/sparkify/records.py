@@ -61,6 +61,17 @@ def parse_jsonpaths(document: bytes | str) -> list[tuple[str | int, ...]]:
     return [_parse_path(path) for path in paths]
 
 
+def check_jsonpaths(document: bytes | str, columns: list[Column]) -> list[tuple[str | int, ...]]:
+    """The paths of a JSONPaths file, which must map one to one onto the table's data columns."""
+    paths = parse_jsonpaths(document)
+    if len(paths) != len(columns):
+        raise FormatError(
+            f"JSONPaths file has {len(paths)} paths but the table has {len(columns)} data columns "
+            f"({', '.join(c.name for c in columns)})"
+        )
+    return paths
+
+
 def _parse_path(path: Any) -> tuple[str | int, ...]:
     if not isinstance(path, str) or not path.startswith("$"):
         raise FormatError(f"JSONPath {path!r} must start with '$'")
@@ -175,13 +186,7 @@ class RecordParser:
             self._ignore_case = mode == "auto ignorecase"
             self._paths = None
         elif jsonpaths is not None:
-            paths = parse_jsonpaths(jsonpaths)
-            if len(paths) != len(columns):
-                raise FormatError(
-                    f"JSONPaths file has {len(paths)} paths but the table has {len(columns)} data columns "
-                    f"({', '.join(c.name for c in columns)})"
-                )
-            self._paths = paths
+            self._paths = check_jsonpaths(jsonpaths, columns)
         else:
             raise FormatError(f"JSON format {json_format!r} must be 'auto', 'auto ignorecase' or a JSONPaths file")
         self._fast = _compile_fast_path(columns, self._paths, getattr(self, "_ignore_case", False))

@@ -9,7 +9,9 @@ import os
 import socket
 import subprocess
 import sys
+import threading
 import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
@@ -57,10 +59,15 @@ def bad_dataset(tmp_path_factory, airflow_db):
     generate(data_dir, seed=3, songs=5, days=1, events_per_day=0, users=2)
     (data_dir / "log_data" / "2018" / "11").mkdir(parents=True, exist_ok=True)
     (data_dir / EVENTS_KEY).write_bytes(b"\n".join(line for line, _ in EVENT_LINES) + b"\n")
+    song = json.loads(min((data_dir / "song_data").rglob("TR*.json")).read_bytes())
     bad_songs = data_dir / "song_data" / "Z" / "Z" / "Z"
     bad_songs.mkdir(parents=True)
     (bad_songs / "TRZZZBROKEN.json").write_bytes(b'{"song_id": "SOBROKEN", "title": ')
     (bad_songs / "TRZZZEMPTY.json").write_bytes(b"")
+    # Blank and whitespace-only lines around a good record and a bad one, CRLF line ends.
+    song.update(song_id="SOBLANKS", title="Blanks")
+    (bad_songs / "TRZZZBLANKS.json").write_bytes(
+        b"\n  \n" + json.dumps(song).encode() + b"\r\n\t\r\n\n" + b'{"song_id": 7, "year": "x"}' + b"\n\n")
     replace_bucket_contents(airflow_db, data_dir)
     return data_dir
 
@@ -71,7 +78,12 @@ def stack(airflow_db, bad_dataset):
     return airflow_db
 
 
-def test_every_record_is_staged_or_rejected_with_its_line_and_reason(stack):
+def non_blank_lines(path: Path) -> int:
+    """A file's records: its newline-separated lines that are not blank (blank lines hold none)."""
+    return sum(1 for line in path.read_bytes().split(b"\n") if line.strip())
+
+
+def test_every_record_is_staged_or_rejected_with_its_line_and_reason(stack, bad_dataset):
     assert run_window("2018-11-01T00:00:00Z", "2018-11-01T01:00:00Z").state == "success"
 
     staged_lines = {line for (line,) in query(stack, "SELECT source_line FROM staging_events WHERE source_key = %s", (EVENTS_KEY,))}
@@ -98,6 +110,12 @@ def test_every_record_is_staged_or_rejected_with_its_line_and_reason(stack):
     assert ledger[EVENTS_KEY] == (records, len(staged_lines), len(rejects))
     assert ledger["song_data/Z/Z/Z/TRZZZEMPTY.json"] == (0, 0, 0)
     assert ledger["song_data/Z/Z/Z/TRZZZBROKEN.json"] == (1, 0, 1)
+    # Lines read are the records each file holds, counted here from the file itself: an empty
+    # file, blank lines, a huge line and bad bytes included.
+    assert ledger.keys() == {p.relative_to(bad_dataset).as_posix() for p in bad_dataset.rglob("*_data/**/*.json")}
+    assert {key: lines for key, (lines, _, _) in ledger.items()} == {
+        key: non_blank_lines(bad_dataset / key) for key in ledger}
+    assert ledger["song_data/Z/Z/Z/TRZZZBLANKS.json"] == (2, 1, 1)
 
     # The raw text is kept (truncated) and the run is recorded.
     raw, run_id = query(stack, "SELECT raw_text, run_id FROM stage_rejects WHERE source_line = 8")[0]
@@ -117,6 +135,22 @@ def test_rejects_beyond_max_errors_fail_naming_file_line_and_reason(stack):
     assert EVENTS_KEY in message and "line 4" in message and "length" in message and "max_errors=2" in message
     # Nothing from the failing object is half-staged.
     assert query(stack, "SELECT count(*) FROM staging_events")[0][0] == 0
+    # ...but its rejects up to the failing one are kept, once (the failed Airflow run's are replaced).
+    rejects_sql = "SELECT source_line, field, reason, run_id FROM stage_rejects WHERE source_key = %s ORDER BY source_line"
+    expected = [(number, *outcome) for number, (_, outcome) in enumerate(EVENT_LINES, start=1)
+                if outcome not in (None, "blank")]
+    kept = query(stack, rejects_sql, (EVENTS_KEY,))
+    assert [line for line, *_ in kept] == [number for number, *_ in expected[:3]] == [2, 3, 4]
+    for (line, field, reason, run_id), (_, want_field, want_reason) in zip(kept, expected):
+        assert (field or "") == want_field and want_reason in reason and run_id == "max-errors-test", line
+
+    # A later run allowing more rejects stages the object; its rejects replace the kept ones.
+    stage_operator("stage_events", "2018-11-01T00:00:00Z", "2018-11-01T01:00:00Z", max_errors=10).execute(
+        {"run_id": "rerun"})
+    after = query(stack, rejects_sql, (EVENTS_KEY,))
+    assert [(line, field or "", run_id) for line, field, _, run_id in after] == [
+        (number, field, "rerun") for number, field, _ in expected]
+    assert all(want in reason for (_, _, reason, _), (_, _, want) in zip(after, expected))
 
 
 def test_configuration_problems_fail_without_retry(stack, airflow_db):
@@ -158,6 +192,38 @@ def test_bad_credentials_fail_without_retry(stack, monkeypatch):
     finally:
         server.terminate()
         server.wait(timeout=30)
+
+
+def test_a_transient_s3_error_is_retried_not_failed(stack, monkeypatch):
+    """An S3 endpoint answering 503 (a real HTTP server) is not a missing bucket: the error
+    propagates as is, so Airflow retries the task."""
+    from botocore.exceptions import ClientError
+
+    class Unavailable(BaseHTTPRequestHandler):
+        def do_HEAD(self):
+            self.send_response(503)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+        do_GET = do_HEAD
+
+        def log_message(self, *args):
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Unavailable)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        connection = json.loads(os.environ["AIRFLOW_CONN_SPARKIFY_AWS"])
+        connection["extra"]["endpoint_url"] = f"http://127.0.0.1:{server.server_address[1]}"
+        connection["extra"]["config_kwargs"] = {"retries": {"mode": "standard", "max_attempts": 1}}
+        monkeypatch.setenv("AIRFLOW_CONN_SPARKIFY_AWS", json.dumps(connection))
+        with pytest.raises(ClientError) as raised:
+            stage_operator("stage_songs", None, None).execute({"run_id": "t"})
+        assert not isinstance(raised.value, AirflowFailException)
+        assert raised.value.response["ResponseMetadata"]["HTTPStatusCode"] == 503
+    finally:
+        server.shutdown()
+        server.server_close()
 
 
 def wait_for_port(port: int, timeout: float = 30) -> None:

@@ -27,6 +27,7 @@ The golden files in ``tests/redshift/golden`` are written by the tests
 from __future__ import annotations
 
 import copy
+import io
 import json
 import os
 import re
@@ -62,6 +63,14 @@ SONG_KEYS = ("song_data/A/A/A/TRAAAAW128F429D538.json", "song_data/A/A/B/TRAABJL
 
 IAM_ROLE_ARN = "arn:aws:iam::123456789012:role/sparkify-redshift"
 CREDENTIALS = f"IAM_ROLE '{IAM_ROLE_ARN}'"
+
+# What the stand-in Redshift reports for the staging COPY (stl_load_commits, stl_load_errors):
+# lines scanned per object, and the lines it rejected (key, line, column, reason).
+COPY_LINES_SCANNED = {EVENT_KEY: 3000, **{key: 1 for key in SONG_KEYS}}
+COPY_LOAD_ERRORS = [(EVENT_KEY, 17, "ts", "Invalid timestamp format or value [YYYY-MM-DD HH24:MI:SS]")]
+
+# Stage templates only the Redshift path sends (the COPY and Redshift's account of it).
+REDSHIFT_PATH_TEMPLATES = ("stage/copy_from_s3.sql", "stage/copy_load_counts.sql", "stage/copy_load_errors.sql")
 
 # Staging columns that are bookkeeping, not data: stage/columns.sql leaves them out,
 # so COPY never lists them.
@@ -308,7 +317,7 @@ def copy_from_s3_sql(task_id: str) -> str:
 
 def stage_sql(dialect: str) -> list[SqlFile]:
     """Every stage/*.sql template for each staging task, as the operator's ``_sql`` renders
-    them; copy_from_s3.sql is Redshift-only and left out of the PostgreSQL renders."""
+    them; the REDSHIFT_PATH_TEMPLATES are left out of the PostgreSQL renders."""
     files = []
     for task_id in staging_tasks():
         task = rendered_task(task_id, dialect)
@@ -316,11 +325,14 @@ def stage_sql(dialect: str) -> list[SqlFile]:
         columns = [row[0] for row in staging_columns(task.table)]
         for path in sorted((SQL_DIR / "stage").glob("*.sql")):
             template = f"stage/{path.name}"
+            if template in REDSHIFT_PATH_TEMPLATES and dialect != "redshift":
+                continue
             if template == "stage/copy_from_s3.sql":
-                if dialect != "redshift":
-                    continue
                 sql = copy_from_s3_sql(task_id)
                 golden = f"copy_{task.table}"
+            elif template in REDSHIFT_PATH_TEMPLATES:
+                sql = env.get_template(template).render(dialect=dialect, table=task.table)
+                golden = path.stem  # the same for every table
             else:
                 sql = env.get_template(template).render(dialect=dialect, table=task.table, columns=columns)
                 golden = None
@@ -379,17 +391,19 @@ class Capture:
     rollbacks: int = 0
     result: Any = None
     error: BaseException | None = None  # what execute() raised (expected for failing checks)
-    answer: Callable[[str, Any], list[tuple]] = field(default=lambda operation, args: _answer(operation, args))
+    answer: Callable[[str, Any], list[tuple]] | None = None  # query results; None: _answer's
+    copy_fails: bool = False  # the COPY raises, as Redshift's does past MAXERROR
 
 
 class _FakeCursor:
     """Stands in for a ``redshift_connector`` cursor: default paramstyle from the driver
     module, and bind parameters converted by the driver's own ``convert_paramstyle``."""
 
-    def __init__(self, capture: Capture, via: str):
+    def __init__(self, capture: Capture, via: str, connection: "_FakeConnection"):
         import redshift_connector
 
         self.paramstyle = redshift_connector.paramstyle
+        self.connection = connection
         self._capture = capture
         self._via = via
         self._rows: list[tuple] = []
@@ -397,6 +411,7 @@ class _FakeCursor:
         self.description = None
 
     def execute(self, operation: str, args: Any = None) -> None:
+        import redshift_connector
         from redshift_connector.core import convert_paramstyle
 
         error = None
@@ -407,7 +422,12 @@ class _FakeCursor:
             except Exception as err:  # noqa: BLE001 - recorded, asserted on by the tests
                 error = f"{type(err).__name__}: {err}"
         self._capture.executed.append(Executed(operation, args, self.paramstyle, self._via, error))
-        self._rows = list(self._capture.answer(operation, args))
+        if self._capture.copy_fails and _first_word(operation) == "COPY":
+            raise redshift_connector.ProgrammingError(
+                "Load into table 'staging_events_new' failed. Check 'stl_load_errors' system table for details."
+            )
+        answer = self._capture.answer or (lambda operation, args: _answer(operation, args, self._capture))
+        self._rows = list(answer(operation, args))
         returns_rows = _first_word(operation) in ("SELECT", "WITH")
         self.description = [("column", 25, None, None, None, None, None)] if returns_rows else None
         self.rowcount = len(self._rows) if returns_rows else 0
@@ -431,10 +451,22 @@ def _first_word(statement: str) -> str:
     return code.split(None, 1)[0].upper() if code.strip() else ""
 
 
-def _answer(operation: str, args: Any) -> list[tuple]:
-    """Query results: the staging table's columns for stage/columns.sql; else no rows."""
+def _answer(operation: str, args: Any, capture: Capture) -> list[tuple]:
+    """Query results: the staging table's columns for stage/columns.sql; for the
+    stage/copy_load_*.sql queries, Redshift's account (COPY_LINES_SCANNED, COPY_LOAD_ERRORS)
+    of the last COPY, which read the objects of the last manifest uploaded; else no rows."""
     if "information_schema.columns" in operation and isinstance(args, dict):
         return list(staging_columns(args["table"]))
+    copied = [entry["url"] for entry in json.loads(list(capture.uploads.values())[-1])["entries"]] if capture.uploads else []
+    lines = {url: COPY_LINES_SCANNED[url.split("/", 3)[3]] for url in copied}
+    errors = [(url, line, column, reason) for url in copied for key, line, column, reason in COPY_LOAD_ERRORS
+              if url.split("/", 3)[3] == key]
+    if "pg_last_copy_count()" in operation:
+        return [(sum(lines.values()) - len(errors),)]
+    if "FROM stl_load_commits" in operation:
+        return list(lines.items())
+    if "FROM stl_load_errors" in operation and _first_word(operation) == "SELECT":
+        return errors
     return []
 
 
@@ -445,7 +477,7 @@ class _FakeConnection:
         self.autocommit = False
 
     def cursor(self) -> _FakeCursor:
-        return _FakeCursor(self._capture, self._via)
+        return _FakeCursor(self._capture, self._via, self)
 
     def commit(self) -> None:
         self._capture.commits += 1
@@ -466,11 +498,18 @@ class _FakeS3:
         self.objects.update({key: (f"{index:032x}", 250) for index, key in enumerate(SONG_KEYS, start=1)})
         self.conn_config = SimpleNamespace(role_arn=IAM_ROLE_ARN)
         self.conn_region_name = region
+        self.files = {"log_json_path.json": _event_jsonpaths()}
 
-    def check_for_bucket(self, bucket_name: str) -> bool:
-        return True
+    def get_conn(self) -> SimpleNamespace:
+        """The boto3 client calls: the bucket check and reading the JSONPaths file."""
+        return SimpleNamespace(
+            head_bucket=lambda Bucket: {},
+            get_object=lambda Bucket, Key: {"Body": io.BytesIO(self.files[Key])},
+        )
 
     def head_object(self, key: str, bucket_name: str) -> dict | None:
+        if key in self.files:
+            return {"ETag": '"jsonpaths"', "ContentLength": len(self.files[key])}
         if key not in self.objects:
             return None
         etag, size = self.objects[key]
@@ -483,6 +522,12 @@ class _FakeS3:
 
     def load_string(self, string_data: str, key: str, bucket_name: str, replace: bool = False, **_: Any) -> None:
         self._capture.uploads[f"s3://{bucket_name}/{key}"] = string_data
+
+
+def _event_jsonpaths() -> bytes:
+    from scripts.sample_data import _jsonpaths
+
+    return _jsonpaths().encode()
 
 
 def _failing_check_answer(task) -> Callable[[str, Any], list[tuple]]:
@@ -501,17 +546,18 @@ def _failing_check_answer(task) -> Callable[[str, Any], list[tuple]]:
     return answer
 
 
-def run_on_fake_redshift(task_id: str, **params: Any) -> Capture:
+def run_on_fake_redshift(task_id: str, copy_fails: bool = False, **params: Any) -> Capture:
     """Render a task for a Redshift connection and run its ``execute`` against stand-ins
     for the Redshift DB-API connection and S3; return what it sent.
 
     Quality-check tasks are rendered with ``check_context()`` and given results that fail
     every check: their ``execute`` raises (kept in ``Capture.error``) after sending both the
-    check query and any failure queries."""
+    check query and any failure queries. With ``copy_fails`` a staging task's COPY raises, as
+    past MAXERROR, and what the task raised is kept in ``Capture.error`` too."""
     from sparkify.operators import StageToRedshiftOperator
     from sparkify.operators.load import _WindowLoadOperator
 
-    capture = Capture()
+    capture = Capture(copy_fails=copy_fails)
     is_check = task_id in check_tasks()
     context = check_context() if is_check else task_context(**params)
     with warehouse_connection("redshift"):
@@ -554,7 +600,7 @@ def run_on_fake_redshift(task_id: str, **params: Any) -> Capture:
         try:
             capture.result = task.execute(context)
         except Exception as err:  # noqa: BLE001
-            if not is_check:
+            if not (is_check or copy_fails):
                 raise
             capture.error = err
     return capture

@@ -74,6 +74,7 @@ POSTGRES_PATH_TEMPLATES = {
     "stage/stage_load_ledger_etags.sql",
     "stage/staging_object_rows.sql",
     "stage/stage_rejects.sql",
+    "stage/stage_rejects_delete.sql",
 }
 # include/sql folders of other DAGs (sparkify_analytics), not sent by sparkify_etl.
 OTHER_DAGS_TEMPLATES = ("analytics/",)
@@ -510,6 +511,40 @@ def test_stage_sends_the_rendered_copy_script(captures, task_id):
     assert rest == ledger * len(expected_keys)
 
 
+@pytest.mark.parametrize("task_id", render.staging_tasks())
+def test_stage_records_redshifts_own_counts_in_the_ledger(captures, task_id):
+    """Each object's ledger entry holds what Redshift reported for it (lines scanned, lines
+    rejected); the task's totals add up to the rows Redshift said the COPY loaded."""
+    task = render.rendered_task(task_id, "redshift")
+    ledger_inserts = [e.parameters for e in captures[task_id].executed
+                      if e.statement.lstrip().upper().startswith("INSERT INTO STAGE_LOAD_LEDGER")]
+    rejected = {key: sum(1 for k, *_ in render.COPY_LOAD_ERRORS if k == key) for key in render.COPY_LINES_SCANNED}
+    expected_keys = [render.EVENT_KEY] if task.table == "staging_events" else list(render.SONG_KEYS)
+    assert {p["s3_key"]: (p["lines_read"], p["rows_staged"], p["rows_rejected"]) for p in ledger_inserts} == {
+        key: (render.COPY_LINES_SCANNED[key], render.COPY_LINES_SCANNED[key] - rejected[key], rejected[key])
+        for key in expected_keys
+    }
+    result = captures[task_id].result
+    assert result["lines_read"] == result["rows_staged"] + result["rows_rejected"]
+    assert result["rows_rejected"] == sum(rejected[key] for key in expected_keys)
+
+
+def test_stage_names_file_line_and_reason_when_copy_fails_past_maxerror():
+    from airflow.sdk.exceptions import AirflowFailException
+
+    capture = run_on_fake_redshift("stage_events", copy_fails=True)
+    key, line, column, reason = render.COPY_LOAD_ERRORS[0]
+    assert isinstance(capture.error, AirflowFailException)
+    message = str(capture.error)
+    assert f"s3://udacity-dend/{key} line {line}: {column}: {reason}" in message and "max_errors=10" in message
+    # The errors were read in the COPY's session after rolling its aborted transaction back
+    # (then the transaction rolls back as a whole); no ledger entry.
+    sent = [e.statement for e in capture.executed]
+    errors_query = find_file(REDSHIFT_FILES, "stage/copy_load_errors.sql [stage_events]").sql
+    assert sent[-1] == errors_query and capture.rollbacks == 2
+    assert not any("stage_load_ledger" in statement and "INSERT" in statement for statement in sent)
+
+
 def test_redshift_path_sends_exactly_the_redshift_stage_templates(captures):
     # DbApiHook.run sends a file as one string (comments included): compare statement by statement.
     sent = {s for run in render.staging_tasks() for e in captures[run].executed for s in split_statements(e.statement)}
@@ -612,7 +647,7 @@ def test_documented_connections_work(monkeypatch, tmp_path):
     assert extra["iam"] is True and extra["cluster_identifier"] and extra["db_user"] == connection.login
     assert connection.login and connection.schema and not connection.password
     # The hook gets IAM credentials through this AWS connection; the docs define it.
-    assert warehouse.hook.aws_conn_id in documented
+    assert warehouse.hook.aws_conn_id == "sparkify_aws"
 
     # The COPY credentials come from the AWS connection's role_arn.
     aws = S3Hook(aws_conn_id="sparkify_aws")

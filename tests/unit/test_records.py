@@ -7,7 +7,7 @@ from datetime import datetime
 
 import pytest
 
-from sparkify.records import Column, FormatError, RecordError, RecordParser, parse_jsonpaths
+from sparkify.records import Column, FormatError, RecordError, RecordParser, check_jsonpaths, parse_jsonpaths
 
 COLUMNS = [
     Column("artist", "character varying", 8),
@@ -65,6 +65,10 @@ def test_jsonpaths_must_fit_the_table():
     with pytest.raises(FormatError):
         parse_jsonpaths(b'{"jsonpaths": ["artist"]}')
     assert parse_jsonpaths(b'{"jsonpaths": ["$[\'a\'][0].b"]}') == [("a", 0, "b")]
+    # The same check the Redshift path runs before its COPY.
+    assert check_jsonpaths(JSONPATHS, COLUMNS) == [("artist",), ("length",), ("sessionId",), ("ts",), ("userId",)]
+    with pytest.raises(FormatError, match="5 paths but the table has 4"):
+        check_jsonpaths(JSONPATHS, COLUMNS[:4])
 
 
 def test_records_over_redshifts_4mb_json_limit_are_rejected():

@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any, Sequence
 from airflow.sdk import Asset, BaseOperator
 from airflow.sdk.exceptions import AirflowFailException
 
+from sparkify.buckets import require_bucket
 from sparkify.operators.warehouse_sql import DialectContextMixin
 from sparkify.warehouse import Warehouse
 
@@ -119,8 +120,7 @@ class AnalyticsReportOperator(DialectContextMixin, BaseOperator):
 
     def execute(self, context: Context) -> dict[str, Any]:
         prefix = safe_prefix(self.report_prefix)
-        if not self.s3.check_for_bucket(self.s3_bucket):
-            raise AirflowFailException(f"bucket {self.s3_bucket!r} does not exist or is not writable")
+        require_bucket(self.s3, self.s3_bucket)
         results = self.run_queries()
         generated_at = datetime.now(timezone.utc).replace(microsecond=0)
 

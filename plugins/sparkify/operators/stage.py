@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any, Iterable, Iterator, Sequence
 from airflow.sdk.exceptions import AirflowFailException
 from airflow.sdk import BaseOperator
 
+from sparkify.buckets import require_bucket
 from sparkify.warehouse import Warehouse, split_statements
 from sparkify.window import days_in_window, resolve_window
 
@@ -52,9 +53,21 @@ class SourceObject:
 
 @dataclass
 class ObjectLoad:
+    # lines_read counts the object's non-blank lines, apart from what became of them: a blank
+    # line holds no record (Redshift's JSON COPY skips whitespace between records too), every
+    # other line is a record that must be staged or rejected. So the ledger's
+    # lines_read = rows_staged + rows_rejected fails if a record goes missing.
     lines_read: int = 0
     rows_staged: int = 0
     rows_rejected: int = 0
+
+
+class TooManyRejects(AirflowFailException):
+    """An object has more rejects than max_errors; ``key`` names it."""
+
+    def __init__(self, message: str, key: str):
+        super().__init__(message)
+        self.key = key
 
 
 class StageToRedshiftOperator(BaseOperator):
@@ -136,14 +149,13 @@ class StageToRedshiftOperator(BaseOperator):
             self.max_errors = int(self.max_errors)
         except ValueError:
             raise AirflowFailException(f"max_errors={self.max_errors!r} is not an integer") from None
-        if not self.s3.check_for_bucket(self.s3_bucket):
-            raise AirflowFailException(
-                f"bucket {self.s3_bucket!r} does not exist, or connection {self.aws_conn_id!r} "
-                "has no access to it (check the bucket name and the connection's credentials)"
-            )
+        require_bucket(self.s3, self.s3_bucket)
 
-        self.log.info("::group::Listing s3://%s/%s", self.s3_bucket, self.s3_key)
-        listed = list(self._list_objects())
+        keys = self._keys()
+        urls = [f"s3://{self.s3_bucket}/{key}" for key in keys]
+        shown = ", ".join(urls[:3]) + (f", ... {urls[-1]} ({len(urls)} keys)" if len(urls) > 3 else "")
+        self.log.info("::group::Listing %s", shown)
+        listed = list(self._list_objects(keys))
         staged = self._staged_versions()
         new = [obj for obj in listed if staged.get(obj.key) != obj.etag]
         self.log.info("::endgroup::")
@@ -175,26 +187,25 @@ class StageToRedshiftOperator(BaseOperator):
 
     # -- which objects ------------------------------------------------------------------
 
-    def _list_objects(self) -> Iterator[SourceObject]:
+    def _keys(self) -> list[str]:
+        """The keys (or prefix) to list: with a window, the key pattern for each of its days."""
         if self.window_start or self.window_end:
             window_start, window_end = resolve_window(self.window_start, self.window_end)
-            for day in days_in_window(window_start, window_end):
-                key = self.s3_key.format(day=day)
-                head = self.s3.head_object(key, self.s3_bucket)
-                if head is None:
-                    self.log.info("%s: no object s3://%s/%s for %s; no events that day", self.table, self.s3_bucket, key, day)
-                    continue
-                yield SourceObject(key, head["ETag"].strip('"'), head["ContentLength"])
-        elif self.s3_key.endswith("/"):
-            for meta in self.s3.iter_file_metadata(prefix=self.s3_key, bucket_name=self.s3_bucket):
-                if not meta["Key"].endswith("/"):
-                    yield SourceObject(meta["Key"], meta["ETag"].strip('"'), meta["Size"])
-        else:
-            head = self.s3.head_object(self.s3_key, self.s3_bucket)
+            return [self.s3_key.format(day=day) for day in days_in_window(window_start, window_end)]
+        return [self.s3_key]
+
+    def _list_objects(self, keys: list[str]) -> Iterator[SourceObject]:
+        for key in keys:
+            if key.endswith("/"):
+                for meta in self.s3.iter_file_metadata(prefix=key, bucket_name=self.s3_bucket):
+                    if not meta["Key"].endswith("/"):
+                        yield SourceObject(meta["Key"], meta["ETag"].strip('"'), meta["Size"])
+                continue
+            head = self.s3.head_object(key, self.s3_bucket)
             if head is None:
-                self.log.info("%s: no object s3://%s/%s", self.table, self.s3_bucket, self.s3_key)
-                return
-            yield SourceObject(self.s3_key, head["ETag"].strip('"'), head["ContentLength"])
+                self.log.info("%s: no object s3://%s/%s; nothing to stage from it", self.table, self.s3_bucket, key)
+                continue
+            yield SourceObject(key, head["ETag"].strip('"'), head["ContentLength"])
 
     def _staged_versions(self) -> dict[str, str]:
         rows = self.warehouse.get_records(self._sql("stage/stage_load_ledger_versions.sql"), {"table": self.table})
@@ -245,6 +256,22 @@ class StageToRedshiftOperator(BaseOperator):
         params = {"table": self.table, "s3_keys": [obj.key for obj in batch]}
         loads: dict[SourceObject, ObjectLoad] = {}
         rejects: list[dict[str, Any]] = []
+        try:
+            self._replace_objects(batch, parser, copy_sql, run_id, pool, params, loads, rejects)
+        except TooManyRejects as failure:
+            # The batch rolled back; keep the failing object's rejects so they can be looked at.
+            failed = next(obj for obj in batch if obj.key == failure.key)
+            self._keep_rejects(failed, [reject for reject in rejects if reject["s3_key"] == failure.key])
+            raise
+        for reject in rejects[:5]:
+            self.log.warning("%s: rejected %s line %s: %s", self.table, reject["s3_key"], reject["source_line"], reject["reason"])
+        if len(rejects) > 5:
+            self.log.warning("%s: %d more rejects in stage_rejects", self.table, len(rejects) - 5)
+        return loads
+
+    def _replace_objects(self, batch: list[SourceObject], parser: RecordParser, copy_sql: str, run_id: str,
+                         pool: ThreadPoolExecutor, params: dict[str, Any], loads: dict[SourceObject, ObjectLoad],
+                         rejects: list[dict[str, Any]]) -> None:
         with self.warehouse.transaction() as cursor:
             # Under the per-object locks, skip versions another run staged meanwhile.
             cursor.execute(self._sql("stage/lock_objects.sql"), params)
@@ -254,7 +281,7 @@ class StageToRedshiftOperator(BaseOperator):
             if len(todo) < len(batch):
                 self.log.info("%s: %d objects were staged meanwhile by another run; skipped", self.table, len(batch) - len(todo))
             if not todo:
-                return loads
+                return
             params["s3_keys"] = [obj.key for obj in todo]
             for statement in split_statements(self._sql("stage/staging_object_rows.sql")):
                 cursor.execute(statement, params)
@@ -277,11 +304,18 @@ class StageToRedshiftOperator(BaseOperator):
                      "rows_rejected": load.rows_rejected, "run_id": run_id, "loaded_at": loaded_at}
                     for obj, load in loads.items()
                 ])
-        for reject in rejects[:5]:
-            self.log.warning("%s: rejected %s line %s: %s", self.table, reject["s3_key"], reject["source_line"], reject["reason"])
-        if len(rejects) > 5:
-            self.log.warning("%s: %d more rejects in stage_rejects", self.table, len(rejects) - 5)
-        return loads
+
+    def _keep_rejects(self, obj: SourceObject, rejects: list[dict[str, Any]]) -> None:
+        """Record the rejects of an object that failed to stage, replacing those of an earlier
+        failed attempt; its staging succeeding later replaces them again (no duplicates)."""
+        params = {"table": self.table, "s3_keys": [obj.key]}
+        with self.warehouse.transaction() as cursor:
+            cursor.execute(self._sql("stage/lock_objects.sql"), params)
+            cursor.execute(self._sql("stage/stage_load_ledger_etags.sql"), params)
+            if dict(cursor.fetchall()).get(obj.key) == obj.etag:
+                return  # another run staged this version meanwhile, with its own rejects
+            cursor.execute(self._sql("stage/stage_rejects_delete.sql"), params)
+            cursor.executemany(self._sql("stage/stage_rejects.sql"), rejects)
 
     def _line_batches(self, obj: SourceObject) -> Iterator[list[bytes]]:
         """Stream the exact version listed (If-Match), as the lines of each chunk."""
@@ -293,12 +327,13 @@ class StageToRedshiftOperator(BaseOperator):
         """Write one object's records to the COPY and its bad records to ``rejects``.
 
         This is the per-record loop, so it keeps to local names; blank lines are not records,
-        and only a line that fails to parse is checked for being blank.
+        and only a line that fails to parse is checked for being blank. Lines read are counted
+        as every line minus the blank ones, whatever became of the records.
         """
         from sparkify.records import RecordError
 
         key, parse, write_row = obj.key, parser.parse, copy.write_row
-        line_number = staged = rejected = 0
+        line_number = blank = staged = rejected = 0
         next_progress = PROGRESS_EVERY_LINES
         for lines in line_batches:
             for line in lines:
@@ -307,14 +342,16 @@ class StageToRedshiftOperator(BaseOperator):
                     row = parse(line)
                 except RecordError as err:
                     if not line.strip():
+                        blank += 1
                         continue
                     rejected += 1
                     rejects.append(self._reject(obj, line_number, line, err, run_id))
                     if rejected > self.max_errors:
-                        raise AirflowFailException(
+                        raise TooManyRejects(
                             f"{self.table}: s3://{self.s3_bucket}/{key} line {line_number}: {err} "
-                            f"({rejected} rejects exceed max_errors={self.max_errors}; "
-                            "nothing from this object was staged)"
+                            f"({rejected} rejects exceed max_errors={self.max_errors}; nothing from this "
+                            "object was staged, its rejects so far are in stage_rejects)",
+                            key,
                         ) from None
                     continue
                 write_row((*row, key, line_number))
@@ -322,7 +359,7 @@ class StageToRedshiftOperator(BaseOperator):
             if line_number >= next_progress:
                 self.log.info("%s: %s ... %s lines so far", self.table, key, f"{line_number:,}")
                 next_progress += PROGRESS_EVERY_LINES
-        return ObjectLoad(lines_read=staged + rejected, rows_staged=staged, rows_rejected=rejected)
+        return ObjectLoad(lines_read=line_number - blank, rows_staged=staged, rows_rejected=rejected)
 
     def _reject(self, obj: SourceObject, line_number: int, line: bytes, err: RecordError, run_id: str) -> dict[str, Any]:
         return {
@@ -360,30 +397,95 @@ class StageToRedshiftOperator(BaseOperator):
     # -- Redshift: COPY with a manifest -----------------------------------------------------
 
     def _copy_from_s3(self, objects: list[SourceObject], run_id: str) -> dict[str, int]:
+        from sparkify.records import FormatError, check_jsonpaths
+
         if not self.upsert_keys:
             raise AirflowFailException(f"{self.table}: upsert_keys are required to replace changed objects on Redshift")
+        columns = self._columns()
+        jsonpaths = self._jsonpaths()
+        if jsonpaths is not None:
+            try:
+                check_jsonpaths(jsonpaths, columns)
+            except FormatError as err:
+                raise AirflowFailException(f"{self.table}: {self.json_format}: {err}") from None
         manifest_key = f"{self.manifest_prefix}/{self.table}/{re.sub(r'[^A-Za-z0-9_.-]', '_', run_id)}.manifest"
         manifest = {"entries": [{"url": f"s3://{self.s3_bucket}/{obj.key}", "mandatory": True} for obj in objects]}
         self.s3.load_string(json.dumps(manifest), manifest_key, self.s3_bucket, replace=True)
-        columns = [column.name for column in self._columns()]
         sql = self._sql(
-            "stage/copy_from_s3.sql", columns=columns, upsert_keys=self.upsert_keys,
+            "stage/copy_from_s3.sql", columns=[column.name for column in columns], upsert_keys=self.upsert_keys,
             manifest_url=f"s3://{self.s3_bucket}/{manifest_key}", credentials=self._credentials_clause(),
             region=self.region or self.s3.conn_region_name, json_format=self.json_format.replace("'", "''"),
             max_errors=self.max_errors,
         )
         params = {"table": self.table, "run_id": run_id}
+        started = time.monotonic()
         with self.warehouse.transaction() as cursor:
             for statement in split_statements(sql):
-                cursor.execute(statement, params)
-            for obj in objects:
+                try:
+                    cursor.execute(statement, params)
+                except Exception as err:
+                    if _is_copy(statement):
+                        self._fail_with_load_errors(cursor, err)
+                    raise
+            loads = self._copy_counts(cursor, objects)
+            for obj, load in loads.items():
                 for statement in split_statements(self._sql("stage/stage_load_ledger.sql")):
                     cursor.execute(statement, {
                         **params, "s3_key": obj.key, "etag": obj.etag, "size_bytes": obj.size,
-                        "lines_read": None, "rows_staged": None, "rows_rejected": None, "loaded_at": _utcnow(),
+                        "lines_read": load.lines_read, "rows_staged": load.rows_staged,
+                        "rows_rejected": load.rows_rejected, "loaded_at": _utcnow(),
                     })
         self.log.info("%s: COPY of %d objects from manifest s3://%s/%s complete", self.table, len(objects), self.s3_bucket, manifest_key)
-        return {}
+        for obj, load in list(loads.items())[:20]:
+            self.log.info("%s: s3://%s/%s (%s bytes): %s lines, %s staged, %d rejected", self.table, self.s3_bucket,
+                          obj.key, f"{obj.size:,}", f"{load.lines_read:,}", f"{load.rows_staged:,}", load.rows_rejected)
+        return {
+            "lines_read": sum(load.lines_read for load in loads.values()),
+            "rows_staged": sum(load.rows_staged for load in loads.values()),
+            "rows_rejected": sum(load.rows_rejected for load in loads.values()),
+            "seconds": round(time.monotonic() - started, 3),
+        }
+
+    def _copy_counts(self, cursor: Any, objects: list[SourceObject]) -> dict[SourceObject, ObjectLoad]:
+        """Per object, Redshift's figures for the COPY just run: lines it scanned, lines it
+        rejected; the rows staged follow, and together they must add up to the rows it loaded."""
+        copied_sql, per_file_sql = split_statements(self._sql("stage/copy_load_counts.sql"))
+        [(copied,)] = self._fetch(cursor, copied_sql)
+        lines = {url: int(count) for url, count in self._fetch(cursor, per_file_sql)}
+        rejected: dict[str, int] = {}
+        for url, *_ in self._fetch(cursor, self._sql("stage/copy_load_errors.sql")):
+            rejected[url] = rejected.get(url, 0) + 1
+        loads = {}
+        for obj in objects:
+            url = f"s3://{self.s3_bucket}/{obj.key}"
+            loads[obj] = ObjectLoad(lines.get(url, 0), lines.get(url, 0) - rejected.get(url, 0), rejected.get(url, 0))
+        staged = sum(load.rows_staged for load in loads.values())
+        if staged != copied:
+            raise AirflowFailException(
+                f"{self.table}: Redshift scanned {sum(lines.values()):,} lines and rejected {sum(rejected.values()):,}, "
+                f"but loaded {copied:,} rows, not {staged:,}; nothing was staged"
+            )
+        return loads
+
+    def _fail_with_load_errors(self, cursor: Any, error: Exception) -> None:
+        """After a COPY that failed, name the lines Redshift rejected, if that is why it failed."""
+        # The failed COPY aborted the transaction; the session (and pg_last_copy_id) lives on.
+        cursor.connection.rollback()
+        errors = self._fetch(cursor, self._sql("stage/copy_load_errors.sql"))
+        if not errors:
+            return  # not a load error (access, manifest, ...): let it propagate and retry
+        for url, line, field, reason in errors[:5]:
+            self.log.warning("%s: rejected %s line %s: %s%s", self.table, url, line, f"{field}: " if field else "", reason)
+        url, line, field, reason = errors[0]
+        raise AirflowFailException(
+            f"{self.table}: {url} line {line}: {f'{field}: ' if field else ''}{reason} (the COPY stopped past "
+            f"max_errors={self.max_errors}, {len(errors)} rejects in stl_load_errors; nothing was staged)"
+        ) from error
+
+    @staticmethod
+    def _fetch(cursor: Any, statement: str) -> list[tuple]:
+        cursor.execute(statement)
+        return cursor.fetchall()
 
     def _credentials_clause(self) -> str:
         from airflow.sdk.log import mask_secret
@@ -413,6 +515,11 @@ def _split_lines(chunks: Iterable[bytes]) -> Iterator[list[bytes]]:
         yield lines
     if pending:
         yield [pending]
+
+
+def _is_copy(statement: str) -> bool:
+    code = [line for line in statement.splitlines() if line.strip() and not line.lstrip().startswith("--")]
+    return bool(code) and code[0].lstrip().upper().startswith("COPY ")
 
 
 def _utcnow() -> datetime:

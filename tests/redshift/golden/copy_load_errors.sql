@@ -1,0 +1,4 @@
+SELECT TRIM(filename), line_number, TRIM(colname), TRIM(err_reason)
+FROM stl_load_errors
+WHERE query = pg_last_copy_id()
+ORDER BY 1, 2
