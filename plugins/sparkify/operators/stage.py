@@ -384,7 +384,9 @@ class StageToRedshiftOperator(BaseOperator):
         rows = self.warehouse.get_records(self._sql("stage/columns.sql"), {"table": self.table})
         if not rows:
             raise AirflowFailException(f"staging table {self.table!r} does not exist; run create_tables first")
-        return [Column(name, data_type, length, nullable == "YES") for name, data_type, length, nullable in rows]
+        # The names go into the COPY's column list: only plain identifiers are let through.
+        return [Column(validate_identifier(name, "column"), data_type, length, nullable == "YES")
+                for name, data_type, length, nullable in rows]
 
     def _jsonpaths(self) -> bytes | None:
         if not self.json_format.startswith("s3://"):
