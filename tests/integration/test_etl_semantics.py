@@ -299,9 +299,13 @@ def test_changed_song_files_replace_their_songs_and_artists(dataset, stack, tmp_
         replace_bucket_contents(stack, dataset)
 
 
-def test_empty_hours_succeed_with_zero_rows(dataset, stack):
+def test_empty_hours_succeed_with_zero_rows(dataset, stack, capfd):
     # An hour with no file at all, long after the sample data.
     assert run_window("2026-11-25T10:00:00Z", "2026-11-25T11:00:00Z").state == "success"
+    # The logs say so: no day file to stage, no rows for the fact.
+    log = capfd.readouterr().out
+    assert "no object s3://" in log and "2026-11-25-events.json; nothing to stage from it" in log
+    assert "songplays: no rows in this window (an empty hour is fine)" in log
     # A scheduled run (no params): the data interval is the window.
     assert run_scheduled(datetime(2027, 1, 1, 5, tzinfo=timezone.utc)).state == "success"
     assert query(stack, "SELECT count(*) FROM songplays")[0][0] == 0
