@@ -281,7 +281,8 @@ def test_copy_script(task_id):
     assert options["TIMEFORMAT"] == "TIMEFORMAT 'epochmillisecs'"
 
     # The new rows replace staged rows with the same upsert key, in the same transaction.
-    delete = next(parse_redshift(s) for s in script if s.lstrip().upper().startswith("DELETE"))
+    deletes = [parse_redshift(s) for s in script if s.lstrip().upper().startswith("DELETE")]
+    delete = next(d for d in deletes if d.this.name == task.table)
     keys = {(c.table, c.name) for c in delete.args["where"].find_all(exp.Column)}
     assert keys == {(t, k) for k in task.upsert_keys for t in (task.table, f"{task.table}_new")}
 

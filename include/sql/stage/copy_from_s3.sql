@@ -1,6 +1,8 @@
 {#- Redshift path: COPY only the new objects (listed in a manifest) into a session temp
     table, then swap them into staging in the same transaction. Rows whose upsert key
-    matches a new row are replaced, so a changed object replaces what it gave before. -#}
+    matches a new row are replaced, so a changed object replaces what it gave before; a record
+    dropped from a changed object stays staged, since Redshift's COPY can't say which file a
+    row came from (the PostgreSQL path, which can, replaces by object). -#}
 CREATE TEMP TABLE {{ table }}_new (LIKE {{ table }});
 
 COPY {{ table }}_new ({{ columns | join(', ') }})
@@ -15,9 +17,16 @@ EMPTYASNULL
 MAXERROR {{ max_errors }}
 MANIFEST;
 
--- Rejected lines of this COPY go to the same rejects table as on the PostgreSQL path.
+-- Rejected lines of this COPY go to the same rejects table as on the PostgreSQL path, keyed by
+-- object key as there; they replace the rejects of earlier versions of the objects it read.
+DELETE FROM stage_rejects
+WHERE table_name = %(table)s
+  AND source_key IN (SELECT REGEXP_REPLACE(TRIM(filename), '^s3://[^/]+/', '')
+                     FROM stl_load_commits WHERE query = pg_last_copy_id());
+
 INSERT INTO stage_rejects (table_name, source_key, source_line, field, reason, raw_text, run_id, rejected_at)
-SELECT %(table)s, TRIM(filename), line_number, TRIM(colname), TRIM(err_reason), TRIM(raw_line), %(run_id)s, GETDATE()
+SELECT %(table)s, REGEXP_REPLACE(TRIM(filename), '^s3://[^/]+/', ''), line_number, TRIM(colname),
+       TRIM(err_reason), TRIM(raw_line), %(run_id)s, GETDATE()
 FROM stl_load_errors
 WHERE query = pg_last_copy_id();
 

@@ -12,9 +12,16 @@ EMPTYASNULL
 MAXERROR 10
 MANIFEST;
 
--- Rejected lines of this COPY go to the same rejects table as on the PostgreSQL path.
+-- Rejected lines of this COPY go to the same rejects table as on the PostgreSQL path, keyed by
+-- object key as there; they replace the rejects of earlier versions of the objects it read.
+DELETE FROM stage_rejects
+WHERE table_name = %(table)s
+  AND source_key IN (SELECT REGEXP_REPLACE(TRIM(filename), '^s3://[^/]+/', '')
+                     FROM stl_load_commits WHERE query = pg_last_copy_id());
+
 INSERT INTO stage_rejects (table_name, source_key, source_line, field, reason, raw_text, run_id, rejected_at)
-SELECT %(table)s, TRIM(filename), line_number, TRIM(colname), TRIM(err_reason), TRIM(raw_line), %(run_id)s, GETDATE()
+SELECT %(table)s, REGEXP_REPLACE(TRIM(filename), '^s3://[^/]+/', ''), line_number, TRIM(colname),
+       TRIM(err_reason), TRIM(raw_line), %(run_id)s, GETDATE()
 FROM stl_load_errors
 WHERE query = pg_last_copy_id();
 
