@@ -25,3 +25,10 @@ LOCK TABLE {{ table }} IN SHARE ROW EXCLUSIVE MODE;
 {% macro differs(a, b) -%}
 NOT ({{ a }} = {{ b }} OR ({{ a }} IS NULL AND {{ b }} IS NULL))
 {%- endmacro %}
+
+{#- A songplay's id: a hash of its event's identity, so every load of the event gives the same id.
+    `e` is a row of staging_events. -#}
+{% macro songplay_id(e) -%}
+md5(CAST({{ e }}.userid AS VARCHAR) || '|' || CAST({{ e }}.sessionid AS VARCHAR) || '|'
+    || CAST({{ e }}.iteminsession AS VARCHAR) || '|' || CAST({{ e }}.ts AS VARCHAR))
+{%- endmacro %}

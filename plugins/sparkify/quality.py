@@ -33,11 +33,8 @@ STAGED_PLAYS = (
     "SELECT DISTINCT userid, sessionid, iteminsession, ts FROM staging_events "
     "WHERE page = 'NextSong' AND userid IS NOT NULL AND " + window_predicate("ts")
 )
-# A staged play's songplay_id, derived as load/songplays.sql derives it.
-STAGED_PLAY_ID = (
-    "md5(CAST(staged.userid AS VARCHAR) || '|' || CAST(staged.sessionid AS VARCHAR) || '|' "
-    "|| CAST(staged.iteminsession AS VARCHAR) || '|' || CAST(staged.ts AS VARCHAR))"
-)
+# A staged play's songplay_id, by the macro load/songplays.sql derives it with.
+STAGED_PLAY_ID = "{% import 'macros.sql' as m %}{{ m.songplay_id('staged') }}"
 
 # Ranges of the time parts, as load/time.sql derives them (ISO week, Sunday = 0). Event ts
 # are Unix epoch milliseconds, so a year before 1970 means a negative ts and one past 2100 a

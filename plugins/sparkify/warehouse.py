@@ -36,6 +36,12 @@ def split_statements(sql: str) -> list[str]:
     return [statement for statement in DbApiHook.split_sql_string(sql, strip_semicolon=True) if statement.strip()]
 
 
+def first_code_line(statement: str) -> str:
+    """A statement's first line that isn't a comment: it says what the statement does."""
+    return next((line.strip() for line in statement.splitlines()
+                 if line.strip() and not line.lstrip().startswith("--")), "")
+
+
 class Warehouse:
     """The hook for one warehouse connection, plus the dialect its SQL templates use."""
 

@@ -447,8 +447,10 @@ class _FakeCursor:
 
 
 def _first_word(statement: str) -> str:
-    code = " ".join(line for line in statement.splitlines() if not line.lstrip().startswith("--"))
-    return code.split(None, 1)[0].upper() if code.strip() else ""
+    from sparkify.warehouse import first_code_line
+
+    line = first_code_line(statement)
+    return line.split(None, 1)[0].upper() if line else ""
 
 
 def _answer(operation: str, args: Any, capture: Capture) -> list[tuple]:

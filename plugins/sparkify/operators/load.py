@@ -11,7 +11,7 @@ from airflow.sdk.exceptions import AirflowFailException
 from airflow.sdk import BaseOperator
 
 from sparkify.operators.warehouse_sql import DialectContextMixin
-from sparkify.warehouse import Warehouse, split_statements
+from sparkify.warehouse import Warehouse, first_code_line, split_statements
 from sparkify.window import hours_in_window, resolve_window
 
 if TYPE_CHECKING:
@@ -60,9 +60,7 @@ class _WindowLoadOperator(DialectContextMixin, BaseOperator):
         for statement in split_statements(sql):
             started = time.monotonic()
             cursor.execute(statement, parameters)
-            # A statement may start with comment lines; its first code line names what it does.
-            first_line = next(line.strip() for line in statement.splitlines()
-                              if line.strip() and not line.strip().startswith("--"))
+            first_line = first_code_line(statement)
             verb = first_line.split(None, 1)[0].upper()
             rows = cursor.rowcount if verb in ("INSERT", "UPDATE", "DELETE") else None
             if rows is not None and rows >= 0:

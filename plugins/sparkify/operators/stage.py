@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import re
 import time
+from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -15,7 +16,7 @@ from airflow.sdk.exceptions import AirflowFailException
 from airflow.sdk import BaseOperator
 
 from sparkify.buckets import require_bucket
-from sparkify.warehouse import Warehouse, split_statements
+from sparkify.warehouse import Warehouse, first_code_line, split_statements
 from sparkify.window import days_in_window, resolve_window
 
 if TYPE_CHECKING:
@@ -426,7 +427,7 @@ class StageToRedshiftOperator(BaseOperator):
                 try:
                     cursor.execute(statement, params)
                 except Exception as err:
-                    if _is_copy(statement):
+                    if first_code_line(statement).upper().startswith("COPY "):
                         self._fail_with_load_errors(cursor, err)
                     raise
             loads = self._copy_counts(cursor, objects)
@@ -454,13 +455,11 @@ class StageToRedshiftOperator(BaseOperator):
         copied_sql, per_file_sql = split_statements(self._sql("stage/copy_load_counts.sql"))
         [(copied,)] = self._fetch(cursor, copied_sql)
         lines = {url: int(count) for url, count in self._fetch(cursor, per_file_sql)}
-        rejected: dict[str, int] = {}
-        for url, *_ in self._fetch(cursor, self._sql("stage/copy_load_errors.sql")):
-            rejected[url] = rejected.get(url, 0) + 1
+        rejected = Counter(url for url, *_ in self._fetch(cursor, self._sql("stage/copy_load_errors.sql")))
         loads = {}
         for obj in objects:
             url = f"s3://{self.s3_bucket}/{obj.key}"
-            loads[obj] = ObjectLoad(lines.get(url, 0), lines.get(url, 0) - rejected.get(url, 0), rejected.get(url, 0))
+            loads[obj] = ObjectLoad(lines.get(url, 0), lines.get(url, 0) - rejected[url], rejected[url])
         staged = sum(load.rows_staged for load in loads.values())
         if staged != copied:
             raise AirflowFailException(
@@ -517,11 +516,6 @@ def _split_lines(chunks: Iterable[bytes]) -> Iterator[list[bytes]]:
         yield lines
     if pending:
         yield [pending]
-
-
-def _is_copy(statement: str) -> bool:
-    code = [line for line in statement.splitlines() if line.strip() and not line.lstrip().startswith("--")]
-    return bool(code) and code[0].lstrip().upper().startswith("COPY ")
 
 
 def _utcnow() -> datetime:

@@ -9,7 +9,7 @@ WHERE start_time >= %(window_start)s AND start_time < %(window_end)s;
 
 INSERT INTO songplays (songplay_id, start_time, user_id, level, song_id, artist_id, session_id, location, user_agent)
 SELECT md5(CAST(e.userid AS VARCHAR) || '|' || CAST(e.sessionid AS VARCHAR) || '|'
-           || CAST(e.iteminsession AS VARCHAR) || '|' || CAST(e.ts AS VARCHAR)),
+    || CAST(e.iteminsession AS VARCHAR) || '|' || CAST(e.ts AS VARCHAR)),
        e.ts, e.userid, e.level, s.song_id, s.artist_id, e.sessionid, e.location, e.useragent
 FROM (
     SELECT staging_events.*,
