@@ -596,12 +596,21 @@ def _jsonpaths() -> str:
 def generate(out_dir: Path, *, seed: int = 42, songs: int = 300,
              start_day: date = date(2018, 11, 1), days: int = 3,
              events_per_day: int = 3000, match_share: float = 0.6,
-             users: int = 60, overwrite: bool = False) -> dict:
+             users: int = 60, overwrite: bool = False,
+             pretty_songs: bool = False, events_per_line: int = 1,
+             crlf: bool = False) -> dict:
     """Write a Sparkify-shaped dataset under `out_dir` and return counts.
 
     Returns {"songs", "events", "users", "files"}. Refuses to write over an
     existing dataset unless `overwrite` is true (then it is replaced).
+
+    The layout knobs change how the same records are written, never which:
+    `pretty_songs` indents each song file over several lines (as Redshift's
+    COPY documentation writes JSON), `events_per_line` puts that many events
+    on each log line, and `crlf` ends lines with CR LF.
     """
+    if events_per_line < 1:
+        raise ValueError("events_per_line must be >= 1")
     if songs < 1 or users < 1 or days < 1 or events_per_day < 0:
         raise ValueError("songs, users and days must be >= 1, "
                          "events_per_day >= 0")
@@ -638,8 +647,26 @@ def generate(out_dir: Path, *, seed: int = 42, songs: int = 300,
 
     jsonpaths.write_text(_jsonpaths(), encoding="utf-8")
     files += 1
+    _relayout(song_root, log_root, pretty_songs, events_per_line, crlf)
     return {"songs": songs, "events": days * events_per_day,
             "users": users, "files": files}
+
+
+def _relayout(song_root: Path, log_root: Path, pretty_songs: bool,
+              events_per_line: int, crlf: bool) -> None:
+    """Rewrite the files in another layout that COPY's JSON reader accepts."""
+    newline = "\r\n" if crlf else "\n"
+    if pretty_songs or crlf:
+        for path in song_root.rglob("*.json"):
+            song = json.loads(path.read_text(encoding="utf-8"))
+            text = json.dumps(song, ensure_ascii=False, indent=4 if pretty_songs else None)
+            path.write_bytes(text.replace("\n", newline).encode("utf-8"))
+    if events_per_line > 1 or crlf:
+        for path in log_root.rglob("*.json"):
+            lines = path.read_text(encoding="utf-8").split("\n")[:-1]
+            grouped = [" ".join(lines[i:i + events_per_line])
+                       for i in range(0, len(lines), events_per_line)]
+            path.write_bytes("".join(line + newline for line in grouped).encode("utf-8"))
 
 
 def _share(text: str) -> float:
@@ -666,13 +693,21 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--users", type=int, default=60)
     parser.add_argument("--overwrite", action="store_true",
                         help="replace a dataset already in --out")
+    parser.add_argument("--pretty-songs", action="store_true",
+                        help="indent each song file over several lines")
+    parser.add_argument("--events-per-line", type=int, default=1,
+                        help="events on each log line, space-separated")
+    parser.add_argument("--crlf", action="store_true",
+                        help="end lines with CR LF")
     args = parser.parse_args(argv)
     try:
         counts = generate(
             args.out, seed=args.seed, songs=args.songs,
             start_day=args.start_day, days=args.days,
             events_per_day=args.events_per_day, match_share=args.match_share,
-            users=args.users, overwrite=args.overwrite)
+            users=args.users, overwrite=args.overwrite,
+            pretty_songs=args.pretty_songs,
+            events_per_line=args.events_per_line, crlf=args.crlf)
     except (ValueError, FileExistsError) as exc:
         parser.error(str(exc))
     print(f"wrote {counts['songs']} songs and {counts['events']} events "

@@ -26,9 +26,11 @@ LOCK TABLE {{ table }} IN SHARE ROW EXCLUSIVE MODE;
 NOT ({{ a }} = {{ b }} OR ({{ a }} IS NULL AND {{ b }} IS NULL))
 {%- endmacro %}
 
-{#- A songplay's id: a hash of its event's identity, so every load of the event gives the same id.
+{#- A songplay's id: the md5 of its event's identity, so every load of the event gives the same id:
+    md5('<userid>|<sessionid>|<iteminsession>|<ts as YYYY-MM-DD HH24:MI:SS.US>').
+    TO_CHAR fixes the timestamp's text; a CAST to VARCHAR would follow the session's DateStyle.
     `e` is a row of staging_events. -#}
 {% macro songplay_id(e) -%}
 md5(CAST({{ e }}.userid AS VARCHAR) || '|' || CAST({{ e }}.sessionid AS VARCHAR) || '|'
-    || CAST({{ e }}.iteminsession AS VARCHAR) || '|' || CAST({{ e }}.ts AS VARCHAR))
+    || CAST({{ e }}.iteminsession AS VARCHAR) || '|' || TO_CHAR({{ e }}.ts, 'YYYY-MM-DD HH24:MI:SS.US'))
 {%- endmacro %}

@@ -1,16 +1,22 @@
-"""Turn JSON text into staging rows with Redshift COPY's JSON semantics.
+"""Turn JSON records into staging rows with Redshift COPY's JSON semantics.
 
 The PostgreSQL path applies the same rules Redshift's ``COPY ... FORMAT AS JSON``
 applies, so both targets stage the same rows and reject the same records:
 
 * ``'auto'`` matches top-level keys to column names (``'auto ignorecase'`` ignores case);
-  a JSONPaths file maps its N paths, in order, to the table's first N data columns;
+  a JSONPaths file maps its N paths, in order, to the table's first N data columns, and
+  may address a JSON array record by index (``$[0]``);
 * unknown keys are ignored, missing keys load as NULL;
 * ``""`` and blank strings load as NULL (EMPTYASNULL, BLANKSASNULL);
-* strings longer than the column are truncated (TRUNCATECOLUMNS);
-* TIMESTAMP columns take epoch milliseconds (TIMEFORMAT 'epochmillisecs');
+* strings longer than the column are truncated to its length in bytes, as Redshift counts
+  VARCHAR lengths, never splitting a character (TRUNCATECOLUMNS);
+* a value is converted from its JSON text the way COPY converts text (see ``_to_int``,
+  ``_to_float`` and ``_to_epoch_millis`` for the rules and the reasons);
 * a NOT NULL column left NULL, or a value of the wrong type, rejects the record;
 * so does a record over 4 MB, malformed JSON or bytes that are not UTF-8.
+
+Where the records are in a file (one per line, several per line, pretty-printed) is
+``sparkify.json_stream``'s business.
 """
 
 from __future__ import annotations
@@ -36,6 +42,11 @@ class RecordError(ValueError):
     def __init__(self, reason: str, field: str | None = None):
         super().__init__(f"{field}: {reason}" if field else reason)
         self.field = field
+
+
+class NotOneValue(RecordError):
+    """The bytes are not one complete JSON value: part of a record that spans lines, several
+    records, or malformed JSON. ``sparkify.json_stream`` reads on to tell which."""
 
 
 class FormatError(ValueError):
@@ -93,51 +104,88 @@ def _blank_to_none(value: Any) -> Any:
     return None if isinstance(value, str) and not value.strip() else value
 
 
+def _truncate_bytes(text: str, limit: int) -> str:
+    """At most ``limit`` UTF-8 bytes of ``text``, cut on a character boundary."""
+    encoded = text.encode("utf-8", "surrogatepass")
+    if len(encoded) <= limit:
+        return text
+    return encoded[:limit].decode("utf-8", "ignore")
+
+
 def _to_text(max_length: int | None) -> Callable[[Any], Any]:
     def convert(value: Any) -> Any:
+        # Redshift loads a number, a boolean or a nested object/array as its JSON text.
         if isinstance(value, (dict, list)):
             value = json.dumps(value, ensure_ascii=False)
         elif isinstance(value, bool):
             value = "true" if value else "false"
         elif not isinstance(value, str):
             value = json.dumps(value)
-        return value[:max_length] if max_length else value
+        return _truncate_bytes(value, max_length) if max_length else value
 
     return convert
 
 
-def _to_int(value: Any) -> int:
-    if isinstance(value, bool):
-        raise ValueError("boolean is not an integer")
-    if isinstance(value, int):
-        return value
-    if isinstance(value, float) and value.is_integer():
-        return int(value)
-    if isinstance(value, str) and re.fullmatch(r"\s*[-+]?\d+\s*", value):
-        return int(value)
-    raise ValueError(f"{_shown(value)} is not an integer")
+# The text COPY converts to a number: ASCII digits only (no other script's digits, no
+# "1_000", no surrounding spaces), an optional sign; floats also take a fraction and an
+# exponent. "nan" and "inf" are not numbers to Redshift (it can't load them).
+_INTEGER_TEXT = re.compile(r"[-+]?[0-9]+", re.ASCII)
+_FLOAT_TEXT = re.compile(r"[-+]?(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][-+]?[0-9]+)?", re.ASCII)
+_INTEGER_RANGES = {
+    "smallint": (-(2 ** 15), 2 ** 15 - 1),
+    "integer": (-(2 ** 31), 2 ** 31 - 1),
+    "bigint": (-(2 ** 63), 2 ** 63 - 1),
+}
 
 
-def _to_float(value: Any) -> float:
-    if isinstance(value, bool):
-        raise ValueError("boolean is not a number")
-    if isinstance(value, (int, float)):
-        number = float(value)
-    elif isinstance(value, str):
-        try:
+def _to_int(kind: str) -> Callable[[Any], int]:
+    """A JSON integer, or a string of one. Redshift converts the value's text, so a fraction
+    ("3.0" included), an exponent or a boolean is an invalid digit to it (load error 1207),
+    and a value outside the type's range overflows (1216): each rejects the record."""
+    low, high = _INTEGER_RANGES[kind]
+
+    def convert(value: Any) -> int:
+        if value.__class__ is str and _INTEGER_TEXT.fullmatch(value):
+            number = int(value)
+        elif value.__class__ is int:
+            number = value
+        else:
+            raise ValueError(f"{_shown(value)} is not an integer")
+        if not low <= number <= high:
+            raise ValueError(f"{_shown(value)} is out of range for {kind}")
+        return number
+
+    return convert
+
+
+def _to_float(kind: str) -> Callable[[Any], float]:
+    """A JSON number, or a string of one (exponent forms included). Booleans, "nan", "inf"
+    and numbers beyond the type's range are rejected, as Redshift rejects them."""
+    # REAL is single precision: past its largest value, or so small it would become 0.
+    largest, smallest = (3.4028234663852886e38, 1.401298464324817e-45) if kind == "real" else (math.inf, 0.0)
+
+    def convert(value: Any) -> float:
+        if value.__class__ is int or value.__class__ is float:
             number = float(value)
-        except ValueError:
-            raise ValueError(f"{_shown(value)} is not a number") from None
-    else:
-        raise ValueError(f"{_shown(value)} is not a number")
-    if not math.isfinite(number):
-        raise ValueError(f"{_shown(value)} is not a finite number")
-    return number
+        elif value.__class__ is str and _FLOAT_TEXT.fullmatch(value):
+            number = float(value)
+        else:
+            raise ValueError(f"{_shown(value)} is not a number")
+        if not math.isfinite(number) or abs(number) > largest or (number and abs(number) < smallest):
+            raise ValueError(f"{_shown(value)} is out of range for {kind}")
+        return number
+
+    return convert
 
 
 def _to_epoch_millis(value: Any) -> datetime:
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise ValueError(f"{_shown(value)} is not epoch milliseconds")
+    """TIMEFORMAT 'epochmillisecs': whole milliseconds since 1970, as a JSON integer or a
+    string of one. A fraction ("1541105830796.0" or .5) is not a count of milliseconds to
+    COPY's epoch parser, so it rejects the record, like a fraction in an INTEGER column."""
+    if value.__class__ is str and _INTEGER_TEXT.fullmatch(value):
+        value = int(value)
+    elif value.__class__ is not int:
+        raise ValueError(f"{_shown(value)} is not epoch milliseconds (a whole number)")
     try:
         return EPOCH + timedelta(milliseconds=value)
     except OverflowError:
@@ -155,8 +203,8 @@ def _shown(value: Any) -> str:
     return text if len(text) <= 40 else text[:37] + "..."
 
 
-_INTEGER_TYPES = {"smallint", "integer", "bigint"}
-_FLOAT_TYPES = {"real", "double precision", "numeric", "decimal"}
+_INTEGER_TYPES = set(_INTEGER_RANGES)
+_FLOAT_TYPES = {"real", "double precision"}
 _TEXT_TYPES = {"character varying", "text", "character", "varchar", "char"}
 
 
@@ -165,9 +213,9 @@ def _converter(column: Column) -> Callable[[Any], Any]:
     if kind in _TEXT_TYPES:
         return _to_text(column.max_length)
     if kind in _INTEGER_TYPES:
-        return _to_int
+        return _to_int(kind)
     if kind in _FLOAT_TYPES:
-        return _to_float
+        return _to_float(kind)
     if kind.startswith("timestamp"):
         return _to_epoch_millis
     if kind == "boolean":
@@ -191,21 +239,28 @@ class RecordParser:
             raise FormatError(f"JSON format {json_format!r} must be 'auto', 'auto ignorecase' or a JSONPaths file")
         self._fast = _compile_fast_path(columns, self._paths, getattr(self, "_ignore_case", False))
 
-    def parse(self, line: bytes) -> tuple:
-        if len(line) > MAX_RECORD_BYTES:
-            raise RecordError(f"record is {len(line):,} bytes, over the {MAX_RECORD_BYTES:,}-byte JSON limit")
+    def parse(self, raw: bytes) -> tuple:
+        """The row of one JSON record, given as its bytes (one line, or a record's text)."""
+        if len(raw) > MAX_RECORD_BYTES:
+            raise RecordError(f"record is {len(raw):,} bytes, over the {MAX_RECORD_BYTES:,}-byte JSON limit")
         try:
-            record = orjson.loads(line)
+            record = orjson.loads(raw)
         except orjson.JSONDecodeError as err:
-            if _is_utf8(line):
-                raise RecordError(f"malformed JSON: {err}") from None
-            raise RecordError("not valid UTF-8") from None
+            if _is_utf8(raw):
+                raise NotOneValue(f"malformed JSON: {err}") from None
+            raise NotOneValue("not valid UTF-8") from None
         if record.__class__ is dict and self._fast is not None:
             row = self._fast(record)
             if row is not None:
                 return row
-        if not isinstance(record, dict):
-            raise RecordError(f"expected a JSON object, got {type(record).__name__}")
+        return self.row(record)
+
+    def row(self, record: Any) -> tuple:
+        """The row of one decoded JSON record, by the general rules."""
+        if isinstance(record, list) and self._paths is None:
+            raise RecordError("a JSON array record needs a JSONPaths file ('auto' matches object keys)")
+        if not isinstance(record, (dict, list)):
+            raise RecordError(f"expected a JSON object or array, got {type(record).__name__}")
         values = self._extract(record)
         row = []
         for column, convert, value in zip(self.columns, self._converters, values):
@@ -221,7 +276,7 @@ class RecordParser:
                 raise RecordError(str(err), column.name) from None
         return tuple(row)
 
-    def _extract(self, record: dict) -> list[Any]:
+    def _extract(self, record: dict | list) -> list[Any]:
         if self._paths is not None:
             return [_follow(record, path) for path in self._paths]
         if self._ignore_case:
@@ -273,16 +328,19 @@ def _compile_fast_path(columns: list[Column], paths: list[tuple] | None, ignore_
         kind = column.data_type.lower()
         if kind in _TEXT_TYPES:
             limit = column.max_length
-            cut = f"v if len(v) <= {limit} else v[:{limit}]" if limit else "v"
-            body.append(f"        if v.__class__ is str and v.strip(): c{index} = {cut}")
-            body.append(f"        elif v is None or v.__class__ is str: {missing}")  # missing or blank
+            # Within the limit in bytes: at most a quarter as many characters (UTF-8 needs up
+            # to four bytes each), or checked by encoding; longer strings take the general rule.
+            fits = f"(len(v) <= {limit // 4} or len(v.encode()) <= {limit})" if limit else "True"
+            body.append(f"        if v.__class__ is str and v.strip() and {fits}: c{index} = v")
+            body.append(f"        elif v is None or (v.__class__ is str and not v.strip()): {missing}")  # missing or blank
         elif kind in _INTEGER_TYPES:
-            body.append(f"        if v.__class__ is int: c{index} = v")
+            low, high = _INTEGER_RANGES[kind]
+            body.append(f"        if v.__class__ is int and {low} <= v <= {high}: c{index} = v")
             body.append(f"        elif v is None: {missing}")
-            body.append(f"        elif v.__class__ is str and v.isdigit() and v.isascii(): c{index} = int(v)")
+            body.append(f"        elif v.__class__ is str and v.isascii() and v.isdigit() and (n := int(v)) <= {high}: c{index} = n")
             if column.nullable:
                 body.append(f"        elif v == '': c{index} = None")
-        elif kind in _FLOAT_TYPES:
+        elif kind == "double precision":
             body.append(f"        if v.__class__ is float and v - v == 0.0: c{index} = v")
             body.append(f"        elif v is None: {missing}")
         elif kind.startswith("timestamp"):
@@ -293,7 +351,7 @@ def _compile_fast_path(columns: list[Column], paths: list[tuple] | None, ignore_
             body.append(f"        if v.__class__ is bool: c{index} = v")
             body.append(f"        elif v is None: {missing}")
         else:
-            return None
+            body.append(f"        if v is None: {missing}")  # REAL's range, and the rest, by the general rules
         body.append("        else: return None")
     body.append("    except Exception:")
     body.append("        return None")

@@ -526,7 +526,7 @@ def test_stage_records_redshifts_own_counts_in_the_ledger(captures, task_id):
         for key in expected_keys
     }
     result = captures[task_id].result
-    assert result["lines_read"] == result["rows_staged"] + result["rows_rejected"]
+    assert result["records_read"] == result["rows_staged"] + result["rows_rejected"]
     assert result["rows_rejected"] == sum(rejected[key] for key in expected_keys)
 
 

@@ -7,6 +7,7 @@ import re
 import time
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
+from itertools import chain
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from functools import cached_property
@@ -28,7 +29,8 @@ if TYPE_CHECKING:
 
 IDENTIFIER = re.compile(r"^[a-z_][a-z0-9_]*$")
 RAW_TEXT_LIMIT = 2000
-PROGRESS_EVERY_LINES = 250_000
+READ_CHUNK_BYTES = 1 << 20
+PROGRESS_EVERY_BYTES = 64 << 20
 # Column types psycopg can send in binary COPY (as PostgreSQL's information_schema names them).
 BINARY_COPY_TYPES = {
     "character varying", "text", "smallint", "integer", "bigint", "real", "double precision",
@@ -54,11 +56,11 @@ class SourceObject:
 
 @dataclass
 class ObjectLoad:
-    # lines_read counts the object's non-blank lines, apart from what became of them: a blank
-    # line holds no record (Redshift's JSON COPY skips whitespace between records too), every
-    # other line is a record that must be staged or rejected. So the ledger's
-    # lines_read = rows_staged + rows_rejected fails if a record goes missing.
-    lines_read: int = 0
+    # records_read counts the object's JSON records as they are read, apart from what became of
+    # them: a record over several lines counts once, whitespace between records not at all (as
+    # Redshift's JSON COPY reads them). Every record must be staged or rejected, so the ledger's
+    # lines_read (which holds records_read) = rows_staged + rows_rejected fails if one goes missing.
+    records_read: int = 0
     rows_staged: int = 0
     rows_rejected: int = 0
 
@@ -179,9 +181,9 @@ class StageToRedshiftOperator(BaseOperator):
             self.log.info("::endgroup::")
         if totals:
             self.log.info(
-                "%s: staged %s rows from %d objects (%s bytes), %d rejected, %s lines read in %.1f s (%s rows/s)",
+                "%s: staged %s rows from %d objects (%s bytes), %d rejected, %s records read in %.1f s (%s rows/s)",
                 self.table, f"{totals['rows_staged']:,}", len(new), f"{sum(o.size for o in new):,}",
-                totals["rows_rejected"], f"{totals['lines_read']:,}", totals["seconds"],
+                totals["rows_rejected"], f"{totals['records_read']:,}", totals["seconds"],
                 f"{totals['rows_staged'] / max(totals['seconds'], 1e-9):,.0f}",
             )
         return {"objects_listed": len(listed), "objects_new": len(new), **totals}
@@ -236,18 +238,18 @@ class StageToRedshiftOperator(BaseOperator):
             for number, batch in enumerate(batches, start=1):
                 loads = self._stage_batch(batch, parser, copy_sql, run_id, pool)
                 for obj, load in loads.items():
-                    totals.lines_read += load.lines_read
+                    totals.records_read += load.records_read
                     totals.rows_staged += load.rows_staged
                     totals.rows_rejected += load.rows_rejected
                     if verbose:
-                        self.log.info("%s: s3://%s/%s (%s bytes): %s lines, %s staged, %d rejected",
-                                      self.table, self.s3_bucket, obj.key, f"{obj.size:,}", f"{load.lines_read:,}",
+                        self.log.info("%s: s3://%s/%s (%s bytes): %s records, %s staged, %d rejected",
+                                      self.table, self.s3_bucket, obj.key, f"{obj.size:,}", f"{load.records_read:,}",
                                       f"{load.rows_staged:,}", load.rows_rejected)
                 if not verbose:
                     self.log.info("%s: batch %d/%d staged, %s rows so far", self.table, number, len(batches),
                                   f"{totals.rows_staged:,}")
         return {
-            "lines_read": totals.lines_read, "rows_staged": totals.rows_staged,
+            "records_read": totals.records_read, "rows_staged": totals.rows_staged,
             "rows_rejected": totals.rows_rejected, "seconds": round(time.monotonic() - started, 3),
         }
 
@@ -301,7 +303,7 @@ class StageToRedshiftOperator(BaseOperator):
             for statement in split_statements(self._sql("stage/stage_load_ledger.sql")):
                 cursor.executemany(statement, [
                     {"table": self.table, "s3_key": obj.key, "etag": obj.etag, "size_bytes": obj.size,
-                     "lines_read": load.lines_read, "rows_staged": load.rows_staged,
+                     "lines_read": load.records_read, "rows_staged": load.rows_staged,
                      "rows_rejected": load.rows_rejected, "run_id": run_id, "loaded_at": loaded_at}
                     for obj, load in loads.items()
                 ])
@@ -320,47 +322,41 @@ class StageToRedshiftOperator(BaseOperator):
 
     def _line_batches(self, obj: SourceObject) -> Iterator[list[bytes]]:
         """Stream the exact version listed (If-Match), as the lines of each chunk."""
+        from sparkify.json_stream import split_lines
+
         body = self.s3.get_conn().get_object(Bucket=self.s3_bucket, Key=obj.key, IfMatch=f'"{obj.etag}"')["Body"]
-        return _split_lines(body.iter_chunks(1 << 20))
+        return split_lines(self._with_progress(obj, body.iter_chunks(READ_CHUNK_BYTES)))
+
+    def _with_progress(self, obj: SourceObject, chunks: Iterable[bytes]) -> Iterator[bytes]:
+        read, next_report = 0, PROGRESS_EVERY_BYTES
+        for chunk in chunks:
+            yield chunk
+            read += len(chunk)
+            if read >= next_report:
+                self.log.info("%s: %s ... %s of %s bytes read", self.table, obj.key, f"{read:,}", f"{obj.size:,}")
+                next_report += PROGRESS_EVERY_BYTES
 
     def _copy_object(self, copy: Copy, obj: SourceObject, line_batches: Iterable[list[bytes]], parser: RecordParser,
                      run_id: str, rejects: list[dict[str, Any]]) -> ObjectLoad:
-        """Write one object's records to the COPY and its bad records to ``rejects``.
+        """Write one object's records to the COPY and its bad records to ``rejects``."""
+        from sparkify.json_stream import read_records
 
-        This is the per-record loop, so it keeps to local names; blank lines are not records,
-        and only a line that fails to parse is checked for being blank. Lines read are counted
-        as every line minus the blank ones, whatever became of the records.
-        """
-        from sparkify.records import RecordError
+        rejected = 0
 
-        key, parse, write_row = obj.key, parser.parse, copy.write_row
-        line_number = blank = staged = rejected = 0
-        next_progress = PROGRESS_EVERY_LINES
-        for lines in line_batches:
-            for line in lines:
-                line_number += 1
-                try:
-                    row = parse(line)
-                except RecordError as err:
-                    if not line.strip():
-                        blank += 1
-                        continue
-                    rejected += 1
-                    rejects.append(self._reject(obj, line_number, line, err, run_id))
-                    if rejected > self.max_errors:
-                        raise TooManyRejects(
-                            f"{self.table}: s3://{self.s3_bucket}/{key} line {line_number}: {err} "
-                            f"({rejected} rejects exceed max_errors={self.max_errors}; nothing from this "
-                            "object was staged, its rejects so far are in stage_rejects)",
-                            key,
-                        ) from None
-                    continue
-                write_row((*row, key, line_number))
-                staged += 1
-            if line_number >= next_progress:
-                self.log.info("%s: %s ... %s lines so far", self.table, key, f"{line_number:,}")
-                next_progress += PROGRESS_EVERY_LINES
-        return ObjectLoad(lines_read=line_number - blank, rows_staged=staged, rows_rejected=rejected)
+        def reject(line_number: int, raw: bytes, err: RecordError) -> None:
+            nonlocal rejected
+            rejected += 1
+            rejects.append(self._reject(obj, line_number, raw, err, run_id))
+            if rejected > self.max_errors:
+                raise TooManyRejects(
+                    f"{self.table}: s3://{self.s3_bucket}/{obj.key} line {line_number}: {err} "
+                    f"({rejected} rejects exceed max_errors={self.max_errors}; nothing from this "
+                    "object was staged, its rejects so far are in stage_rejects)",
+                    obj.key,
+                )
+
+        records, staged = read_records(chain.from_iterable(line_batches), parser.parse, copy.write_row, obj.key, reject)
+        return ObjectLoad(records_read=records, rows_staged=staged, rows_rejected=records - staged)
 
     def _reject(self, obj: SourceObject, line_number: int, line: bytes, err: RecordError, run_id: str) -> dict[str, Any]:
         return {
@@ -435,15 +431,15 @@ class StageToRedshiftOperator(BaseOperator):
                 for statement in split_statements(self._sql("stage/stage_load_ledger.sql")):
                     cursor.execute(statement, {
                         **params, "s3_key": obj.key, "etag": obj.etag, "size_bytes": obj.size,
-                        "lines_read": load.lines_read, "rows_staged": load.rows_staged,
+                        "lines_read": load.records_read, "rows_staged": load.rows_staged,
                         "rows_rejected": load.rows_rejected, "loaded_at": _utcnow(),
                     })
         self.log.info("%s: COPY of %d objects from manifest s3://%s/%s complete", self.table, len(objects), self.s3_bucket, manifest_key)
         for obj, load in list(loads.items())[:20]:
-            self.log.info("%s: s3://%s/%s (%s bytes): %s lines, %s staged, %d rejected", self.table, self.s3_bucket,
-                          obj.key, f"{obj.size:,}", f"{load.lines_read:,}", f"{load.rows_staged:,}", load.rows_rejected)
+            self.log.info("%s: s3://%s/%s (%s bytes): %s records, %s staged, %d rejected", self.table, self.s3_bucket,
+                          obj.key, f"{obj.size:,}", f"{load.records_read:,}", f"{load.rows_staged:,}", load.rows_rejected)
         return {
-            "lines_read": sum(load.lines_read for load in loads.values()),
+            "records_read": sum(load.records_read for load in loads.values()),
             "rows_staged": sum(load.rows_staged for load in loads.values()),
             "rows_rejected": sum(load.rows_rejected for load in loads.values()),
             "seconds": round(time.monotonic() - started, 3),
@@ -504,18 +500,6 @@ class StageToRedshiftOperator(BaseOperator):
     def _sql(self, template: str, **extra: Any) -> str:
         env = self.get_template_env()
         return env.get_template(template).render(dialect=self.warehouse.dialect, table=self.table, **extra)
-
-
-def _split_lines(chunks: Iterable[bytes]) -> Iterator[list[bytes]]:
-    """Split a byte stream on newlines, a chunk's complete lines at a time, holding no more
-    than one chunk and one line."""
-    pending = b""
-    for chunk in chunks:
-        lines = (pending + chunk).split(b"\n")
-        pending = lines.pop()
-        yield lines
-    if pending:
-        yield [pending]
 
 
 def _utcnow() -> datetime:
