@@ -1,6 +1,7 @@
 
 -- One row per artist_id. Song files often disagree about an artist; prefer the record with
--- a location and coordinates, then the lowest song_id, so the choice is deterministic.
+-- a location and coordinates, then the lowest song_id, then the lowest values, so the choice
+-- depends on the staged rows alone, not on load order.
 -- Both modes leave exactly the staged artist_ids: 'merge' deletes those no longer staged.
 LOCK artists;
 
@@ -12,7 +13,7 @@ FROM (
            ROW_NUMBER() OVER (PARTITION BY artist_id
                               ORDER BY CASE WHEN artist_location IS NULL THEN 1 ELSE 0 END,
                                        CASE WHEN artist_latitude IS NULL THEN 1 ELSE 0 END,
-                                       song_id, artist_name) AS choice
+                                       song_id, artist_name, artist_location, artist_latitude, artist_longitude) AS choice
     FROM staging_songs
 ) ranked
 WHERE choice = 1;
