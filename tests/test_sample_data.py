@@ -500,3 +500,33 @@ def test_memory_stays_small_200k_events(tmp_path):
     assert growth_kib < 20 * 1024, growth_kib
     log = log_files(tmp_path)[0]
     assert log.read_bytes().count(b"\n") == 200_000
+
+
+def _values(path: Path) -> list:
+    """Every JSON value in a file, whatever its layout."""
+    text, values, position, decoder = path.read_text(encoding="utf-8"), [], 0, json.JSONDecoder()
+    while True:
+        position = len(text) - len(text[position:].lstrip(" \t\r\n"))
+        if position == len(text):
+            return values
+        value, position = decoder.raw_decode(text, position)
+        values.append(value)
+
+
+def test_layout_knobs_write_the_same_records_in_copys_other_layouts(tmp_path):
+    plain, other = tmp_path / "plain", tmp_path / "other"
+    knobs = dict(seed=5, songs=4, days=1, events_per_day=50)
+    generate(plain, **knobs)
+    generate(other, **knobs, pretty_songs=True, events_per_line=3, crlf=True)
+    files = sorted(p.relative_to(plain) for p in plain.rglob("*.json"))
+    assert files == sorted(p.relative_to(other) for p in other.rglob("*.json"))
+    for name in files:
+        assert _values(other / name) == _values(plain / name), name
+    song = next((other / "song_data").rglob("*.json")).read_bytes()
+    assert song.startswith(b"{\r\n    \"") and song.count(b"\r\n") > 5
+    log = next((other / "log_data").rglob("*.json")).read_bytes()
+    lines = log.split(b"\r\n")
+    assert lines[-1] == b"" and b"\n" not in log.replace(b"\r\n", b"")
+    assert len(lines) - 1 == -(-50 // 3) and lines[0].count(b'"ts":') == 3
+    with pytest.raises(ValueError):
+        generate(tmp_path / "bad", **knobs, events_per_line=0)
