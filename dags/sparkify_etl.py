@@ -57,7 +57,8 @@ REGION = "{{ var.value.get('sparkify_region', 'us-west-2') }}"
 WINDOW_START = "{{ run_window(params, data_interval_start, data_interval_end)[0] }}"
 WINDOW_END = "{{ run_window(params, data_interval_start, data_interval_end)[1] }}"
 STAR_TABLES = ("songplays", "users", "songs", "artists", "time")
-SUPPORT_TABLES = ("staging_events", "staging_songs", "stage_load_ledger", "stage_rejects", "loaded_hours")
+SUPPORT_TABLES = ("staging_events", "staging_songs", "stage_load_ledger", "stage_rejects", "stage_missing_objects",
+                  "loaded_hours", "stale_hours", "stale_users", "stale_song_matches")
 HOUR_PATTERN = r"^\d{4}-\d{2}-\d{2}[T ]\d{2}:00(:00)?(Z|[+-]00:?00)?$"
 # A run not finished this long after it was queued raises a Deadline Alert (sparkify.alerts).
 RUN_DEADLINE = timedelta(minutes=float(os.environ.get("SPARKIFY_RUN_DEADLINE_MINUTES", "30")))
@@ -96,6 +97,11 @@ with DAG(
                               description="Rebuild the users, songs and artists dimensions instead of merging."),
         "max_errors": Param(10, type="integer", minimum=0,
                             description="Rejected records allowed per object before staging fails (Redshift MAXERROR)."),
+        "remove_deleted_objects": Param(False, type="boolean",
+                                        description="Remove the staged rows of S3 objects that were staged but are no "
+                                                    "longer listed, and re-derive the hours they touched. Off: they are "
+                                                    "only recorded in stage_missing_objects (raw data expiring keeps "
+                                                    "its history)."),
     },
     doc_md=__doc__,
     tags=["sparkify", "etl", "hourly"],
@@ -122,6 +128,8 @@ with DAG(
         region=REGION,
         max_errors="{{ params.max_errors }}",
         upsert_keys=("sessionid", "iteminsession", "ts"),
+        stale_sql="stage/stale_hours.sql",
+        remove_deleted_objects="{{ params.remove_deleted_objects }}",
         aws_conn_id=AWS_CONN_ID,
         redshift_conn_id=WAREHOUSE_CONN_ID,
         doc_md=(
@@ -134,7 +142,11 @@ with DAG(
             "total, e.g. `staging_events: staged 1,234 rows from 1 objects, 0 rejected`.\n"
             "- Bad records go to `stage_rejects` (file, line, field, reason); more than `max_errors` "
             "per object fails the task without staging that object.\n"
-            "- Re-run: clear the task; a changed file replaces the rows it staged before."
+            "- Re-run: clear the task; a changed file replaces the rows it staged before.\n"
+            "- **Late or changed events** for hours already loaded are queued in `stale_hours`; the "
+            "log lists those hours, and this run's loads refresh them.\n"
+            "- A staged file no longer in S3 is logged and recorded in `stage_missing_objects`; its rows "
+            "stay unless the `remove_deleted_objects` param is on."
         ),
     )
 
@@ -147,13 +159,16 @@ with DAG(
         region=REGION,
         max_errors="{{ params.max_errors }}",
         upsert_keys=("song_id",),
+        stale_sql="stage/stale_song_matches.sql",
+        remove_deleted_objects="{{ params.remove_deleted_objects }}",
         aws_conn_id=AWS_CONN_ID,
         redshift_conn_id=WAREHOUSE_CONN_ID,
         doc_md=(
             "**Stages the song catalogue**: every new or changed object under `song_data/` into "
             "`staging_songs` (JSON `auto`). Unchanged files are skipped by ETag, so after the first "
             "run this usually logs `nothing new to stage; 0 rows staged`. Counts and rejects are "
-            "logged like `stage_events`."
+            "logged like `stage_events`. Changed songs queue their match keys in `stale_song_matches`, "
+            "so the songplays load re-matches the loaded plays they affect."
         ),
     )
 
@@ -170,7 +185,9 @@ with DAG(
             "**Replaces the window's `songplays`** in one transaction: deletes the rows with "
             "`start_time` in [start, end) and inserts one row per `NextSong` event by a known user. "
             "Songs match on title, artist name and duration (lowest `song_id` wins). Records the "
-            "window's hours in `loaded_hours`.\n\n"
+            "window's hours in `loaded_hours`. Also refreshes every earlier loaded hour whose staged "
+            "events changed (`stale_hours`) and re-matches loaded plays whose songs changed "
+            "(`stale_song_matches`); the log lists them.\n\n"
             "The log shows `songplays [start, end): N deleted, M inserted`. Updates the Asset "
             "`sparkify.songplays`, which schedules `sparkify_analytics`."
         ),

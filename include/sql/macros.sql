@@ -7,18 +7,59 @@ DISTSTYLE {{ style }}{% if key %} DISTKEY ({{ key }}){% endif %}{% if sortkey %}
 {%- endmacro %}
 
 {#- Postgres needs explicit indexes where Redshift relies on sort keys and zone maps. -#}
-{% macro index(name, table, columns) -%}
+{% macro index(name, table, columns, where=none) -%}
 {%- if dialect == 'postgres' -%}
-CREATE INDEX IF NOT EXISTS {{ name }} ON {{ table }} ({{ columns }});
+CREATE INDEX IF NOT EXISTS {{ name }} ON {{ table }} ({{ columns }}){% if where %} WHERE {{ where }}{% endif %};
 {%- endif %}
 {%- endmacro %}
 
-{% macro lock(table) -%}
+{#- A writer's lock: one writer at a time, readers go on. `shared` lets holders of the same
+    kind in (PostgreSQL SHARE mode) while keeping writers out; Redshift has one kind of lock. -#}
+{% macro lock(table, shared=false) -%}
 {%- if dialect == 'redshift' -%}
 LOCK {{ table }};
 {%- else -%}
-LOCK TABLE {{ table }} IN SHARE ROW EXCLUSIVE MODE;
+LOCK TABLE {{ table }} IN {{ 'SHARE' if shared else 'SHARE ROW EXCLUSIVE' }} MODE;
 {%- endif %}
+{%- endmacro %}
+
+{#- The end of the hour that starts at `hour`. -#}
+{% macro hour_end(hour) -%}
+{{ hour }} + INTERVAL '1 hour'
+{%- endmacro %}
+
+{#- A 28-bit hash of a row's values, to tell changed rows by sums of it per group. -#}
+{% macro row_hash(columns) -%}
+{%- set text -%}
+{%- for column in columns %}COALESCE(CAST({{ column }} AS VARCHAR), '~'){% if not loop.last %} || '|' || {% endif %}{% endfor -%}
+{%- endset -%}
+{%- if dialect == 'redshift' -%}
+STRTOL(SUBSTRING(MD5({{ text }}), 1, 7), 16)
+{%- else -%}
+CAST(CAST('x' || SUBSTRING(MD5({{ text }}), 1, 7) AS BIT(28)) AS BIGINT)
+{%- endif %}
+{%- endmacro %}
+
+{#- The play each staged NextSong event gives, from `events` (rows of staging_events): one per
+    event identity, the copy first by the values the play takes from it, so the choice depends
+    on the staged rows alone, never on which file or line they came from (Redshift's COPY
+    records neither). The song match needs title, artist name and duration to be equal; when
+    several songs match, the lowest song_id wins. -#}
+{% macro plays(events) -%}
+SELECT {{ songplay_id('e') }} AS songplay_id,
+       e.ts, e.userid, e.level, s.song_id, s.artist_id, e.sessionid, e.location, e.useragent
+FROM (
+    SELECT staged.*,
+           ROW_NUMBER() OVER (PARTITION BY userid, sessionid, iteminsession, ts
+                              ORDER BY level, location, useragent, song, artist, length) AS copy_number
+    FROM ({{ events }}) staged
+) e
+LEFT JOIN (
+    SELECT song_id, artist_id, title, artist_name, duration,
+           ROW_NUMBER() OVER (PARTITION BY title, artist_name, duration ORDER BY song_id) AS rank
+    FROM staging_songs
+) s ON s.rank = 1 AND s.title = e.song AND s.artist_name = e.artist AND s.duration = e.length
+WHERE e.copy_number = 1
 {%- endmacro %}
 
 {#- True when two nullable values differ (Redshift has no IS DISTINCT FROM). -#}
@@ -33,4 +74,19 @@ NOT ({{ a }} = {{ b }} OR ({{ a }} IS NULL AND {{ b }} IS NULL))
 {% macro songplay_id(e) -%}
 md5(CAST({{ e }}.userid AS VARCHAR) || '|' || CAST({{ e }}.sessionid AS VARCHAR) || '|'
     || CAST({{ e }}.iteminsession AS VARCHAR) || '|' || TO_CHAR({{ e }}.ts, 'YYYY-MM-DD HH24:MI:SS.US'))
+{%- endmacro %}
+
+{#- The staged rows a staging change touches, on one side of it (`phase`): on PostgreSQL the
+    rows of the objects being replaced (before) or just copied (after); on Redshift the rows
+    the COPY's new rows replace by upsert key (before) or those new rows (after). -#}
+{% macro changed_rows(table, phase, upsert_keys=()) -%}
+{%- if dialect == 'postgres' -%}
+SELECT * FROM {{ table }} WHERE source_key = ANY(%(s3_keys)s)
+{%- elif phase == 'before' -%}
+SELECT * FROM {{ table }} WHERE EXISTS (
+    SELECT 1 FROM {{ table }}_new n
+    WHERE {% for key in upsert_keys %}n.{{ key }} = {{ table }}.{{ key }}{% if not loop.last %} AND {% endif %}{% endfor %})
+{%- else -%}
+SELECT * FROM {{ table }}_new
+{%- endif %}
 {%- endmacro %}

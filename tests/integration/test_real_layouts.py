@@ -29,6 +29,8 @@ LAYOUTS = {
 }
 # Tables the Redshift branch reads, and which the PostgreSQL run leaves staged.
 STAGED_TABLES = ("staging_events", "staging_songs")
+# What the loads read and write besides: the hours loaded, and the queues staging fills.
+LOAD_STATE_TABLES = ("loaded_hours", "stale_hours", "stale_users", "stale_song_matches")
 
 
 def _dataset(root, layout: dict):
@@ -133,7 +135,7 @@ def _redshift_branch_warehouse(stack, mode: str, order: str) -> dict[str, list[t
     with psycopg.connect(stack.warehouse_conninfo) as conn:
         conn.execute("DROP SCHEMA IF EXISTS redshift_branch CASCADE")
         conn.execute("CREATE SCHEMA redshift_branch")
-        for table in (*STAR_TABLES, "loaded_hours", *STAGED_TABLES):
+        for table in (*STAR_TABLES, *LOAD_STATE_TABLES, *STAGED_TABLES):
             conn.execute(f"CREATE TABLE redshift_branch.{table} (LIKE public.{table} INCLUDING ALL)")
         for table in STAGED_TABLES:
             conn.execute(f"INSERT INTO redshift_branch.{table} SELECT * FROM public.{table} ORDER BY {ordering}")

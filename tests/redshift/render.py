@@ -306,6 +306,7 @@ def copy_variables(task) -> dict[str, Any]:
         "region": task.region,
         "json_format": task.json_format.replace("'", "''"),
         "max_errors": int(task.max_errors),
+        "stale_sql": task.stale_sql,
     }
 
 
@@ -333,6 +334,14 @@ def stage_sql(dialect: str) -> list[SqlFile]:
             elif template in REDSHIFT_PATH_TEMPLATES:
                 sql = env.get_template(template).render(dialect=dialect, table=task.table)
                 golden = path.stem  # the same for every table
+            elif template.startswith("stage/stale_"):
+                # A staging task's change template, in both phases (on Redshift, inside its COPY script).
+                if template == task.stale_sql:
+                    for phase in ("before", "after"):
+                        sql = env.get_template(template).render(dialect=dialect, table=task.table, phase=phase,
+                                                                upsert_keys=task.upsert_keys)
+                        files.append(SqlFile(f"{template} [{task_id}, {phase}]", task_id, template, dialect, sql))
+                continue
             else:
                 sql = env.get_template(template).render(dialect=dialect, table=task.table, columns=columns)
                 golden = None
@@ -640,6 +649,9 @@ SAMPLE_BINDS: dict[str, Any] = {
     "hour_start": WINDOW_START,
     "loaded_at": WINDOW_END,
     "rejected_at": WINDOW_END,
+    "queued_at": WINDOW_END,
+    "seen_missing_at": WINDOW_END,
+    "rows_removed": False,
     "run_id": RUN_ID,
     "table": "staging_events",
     "s3_key": EVENT_KEY,

@@ -27,3 +27,5 @@ CREATE TABLE IF NOT EXISTS staging_events (
 {{ m.index('staging_events_ts', 'staging_events', 'ts') }}
 {{ m.index('staging_events_user_ts', 'staging_events', 'userid, ts') }}
 {{ m.index('staging_events_source', 'staging_events', 'source_key') }}
+{#- Finds the plays of a song match key that changed (late songs), without a scan of history. #}
+{{ m.index('staging_events_song', 'staging_events', 'song', where="page = 'NextSong'") }}

@@ -1,10 +1,18 @@
 {% import 'macros.sql' as m with context %}
--- One row per distinct songplays.start_time in the window, parts derived in UTC
--- (weekday: 0 = Sunday).
+-- One row per distinct songplays.start_time in the window and in the earlier hours this run's
+-- songplays load refreshed (loaded_hours.run_id), parts derived in UTC (weekday: 0 = Sunday).
 {{ m.lock('time') }}
+
+CREATE TEMP TABLE time_hours AS
+SELECT hour_start FROM loaded_hours
+WHERE run_id = %(run_id)s AND NOT (hour_start >= %(window_start)s AND hour_start < %(window_end)s);
 
 DELETE FROM time
 WHERE start_time >= %(window_start)s AND start_time < %(window_end)s;
+
+DELETE FROM time
+USING time_hours h
+WHERE time.start_time >= h.hour_start AND time.start_time < {{ m.hour_end('h.hour_start') }};
 
 INSERT INTO time (start_time, hour, day, week, month, year, weekday)
 SELECT start_time,
@@ -13,4 +21,9 @@ SELECT start_time,
 FROM (
     SELECT DISTINCT start_time FROM songplays
     WHERE start_time >= %(window_start)s AND start_time < %(window_end)s
+    UNION
+    SELECT DISTINCT p.start_time FROM songplays p
+    JOIN time_hours h ON p.start_time >= h.hour_start AND p.start_time < {{ m.hour_end('h.hour_start') }}
 ) played;
+
+DROP TABLE time_hours;

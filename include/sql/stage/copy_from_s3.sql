@@ -30,10 +30,21 @@ SELECT %(table)s, REGEXP_REPLACE(TRIM(filename), '^s3://[^/]+/', ''), line_numbe
 FROM stl_load_errors
 WHERE query = pg_last_copy_id();
 
+-- Objects found again are no longer missing.
+DELETE FROM stage_missing_objects
+WHERE table_name = %(table)s
+  AND s3_key IN (SELECT REGEXP_REPLACE(TRIM(filename), '^s3://[^/]+/', '')
+                 FROM stl_load_commits WHERE query = pg_last_copy_id());
+{% if stale_sql %}
+{% with phase = 'before' %}{% include stale_sql %}{% endwith %}
+{% endif %}
 DELETE FROM {{ table }}
 USING {{ table }}_new
 WHERE {% for key in upsert_keys %}{{ table }}.{{ key }} = {{ table }}_new.{{ key }}{% if not loop.last %} AND {% endif %}{% endfor %};
 
 INSERT INTO {{ table }} SELECT * FROM {{ table }}_new;
+{% if stale_sql %}
+{% with phase = 'after' %}{% include stale_sql %}{% endwith %}
+{% endif %}
 
 DROP TABLE {{ table }}_new;

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import time
 from datetime import datetime, timezone
 from functools import cached_property
@@ -18,6 +19,7 @@ if TYPE_CHECKING:
     from airflow.sdk import Context
 
 DIMENSION_MODES = ("merge", "truncate-insert")
+WRITES = re.compile(r"(?:INSERT\s+INTO|DELETE\s+FROM|UPDATE)\s+(\w+)", re.IGNORECASE)
 
 
 class _WindowLoadOperator(DialectContextMixin, BaseOperator):
@@ -55,16 +57,22 @@ class _WindowLoadOperator(DialectContextMixin, BaseOperator):
         return {"window_start": window_start, "window_end": window_end, "run_id": context["run_id"]}
 
     def _run(self, cursor: Any, sql: str, parameters: dict[str, Any]) -> dict[str, int]:
-        """Run each statement of ``sql``, logging it with its row count; returns rows per verb."""
+        """Run each statement of ``sql``, logging it with its row count; returns rows per verb.
+        The rows of the last SELECT (a report for the log) are kept in ``self.report``."""
         counts: dict[str, int] = {}
+        self.report: list[tuple] = []
         for statement in split_statements(sql):
             started = time.monotonic()
             cursor.execute(statement, parameters)
             first_line = first_code_line(statement)
             verb = first_line.split(None, 1)[0].upper()
+            if verb == "SELECT":
+                self.report = cursor.fetchall()
             rows = cursor.rowcount if verb in ("INSERT", "UPDATE", "DELETE") else None
             if rows is not None and rows >= 0:
-                counts[verb] = counts.get(verb, 0) + rows
+                written = WRITES.match(first_line)
+                if written and written.group(1).lower() == self.table:  # not the queues and temp tables
+                    counts[verb] = counts.get(verb, 0) + rows
                 self.log.info("%s: %s rows (%.2f s)", first_line[:100], f"{rows:,}", time.monotonic() - started)
             else:
                 self.log.info("%s (%.2f s)", first_line[:100], time.monotonic() - started)
@@ -97,21 +105,35 @@ class LoadFactOperator(_WindowLoadOperator):
         parameters = self._window_parameters(context)
         self.log.info("::group::Loading %s for [%s, %s)", self.table,
                       parameters["window_start"].isoformat(), parameters["window_end"].isoformat())
+        parameters["loaded_at"] = datetime.now(timezone.utc).replace(tzinfo=None)
         try:
             with self.warehouse.transaction() as cursor:
                 counts = self._run(cursor, self.sql, parameters)
                 if self.record_hours_sql:
-                    loaded_at = datetime.now(timezone.utc).replace(tzinfo=None)
                     hours = hours_in_window(parameters["window_start"], parameters["window_end"])
-                    for hour in hours:
-                        cursor.execute(self.record_hours_sql, {**parameters, "hour_start": hour, "loaded_at": loaded_at})
+                    for statement in split_statements(self.record_hours_sql):
+                        cursor.executemany(statement, [{**parameters, "hour_start": hour} for hour in hours])
                     self.log.info("loaded_hours: recorded %d hours as loaded", len(hours))
         finally:
             self.log.info("::endgroup::")
+        self._log_refreshed(self.report, counts)
         self._log_counts(self.table, counts, parameters)
         if not counts.get("INSERT"):
             self.log.info("%s: no rows in this window (an empty hour is fine)", self.table)
         return counts
+
+
+    def _log_refreshed(self, refreshed: list[tuple], counts: dict[str, int]) -> None:
+        """Say which earlier hours this load re-derived because their staged events changed."""
+        if refreshed:
+            self.log.info("%s: refreshed %d earlier loaded hours whose staged events changed (stale_hours):",
+                          self.table, len(refreshed))
+            for hour, before, after, changes in refreshed[:24]:
+                self.log.info("%s:   %s: %s staged rows replaced by %s (%d changes queued)", self.table,
+                              f"{hour:%Y-%m-%d %H:00}", f"{before:,}", f"{after:,}", changes)
+        if counts.get("UPDATE"):
+            self.log.info("%s: re-matched %s loaded plays whose songs changed (stale_song_matches)",
+                          self.table, f"{counts['UPDATE']:,}")
 
 
 class LoadDimensionOperator(_WindowLoadOperator):

@@ -17,6 +17,7 @@ from airflow.sdk.exceptions import AirflowFailException
 from airflow.sdk import BaseOperator
 
 from sparkify.buckets import require_bucket
+from sparkify.operators.staged_changes import log_report, missing_objects, run_phase
 from sparkify.warehouse import Warehouse, first_code_line, split_statements
 from sparkify.window import days_in_window, resolve_window
 
@@ -95,10 +96,17 @@ class StageToRedshiftOperator(BaseOperator):
     :param max_errors: rejected records allowed per COPY (per object on PostgreSQL) before
         the load fails, like Redshift's MAXERROR.
     :param upsert_keys: on Redshift, staged rows whose keys match a new row are replaced.
+    :param stale_sql: a template (``stage/stale_hours.sql``, ``stage/stale_song_matches.sql``) that
+        queues what a change to the staged rows touches in the loaded star schema, for the loads
+        to re-derive; None queues nothing.
+    :param remove_deleted_objects: remove the staged rows of objects no longer listed (deleted or
+        expired in S3). Off by default: raw data expiring must not erase warehouse history, so a
+        missing object is only recorded in ``stage_missing_objects`` and logged.
     """
 
     template_fields: Sequence[str] = (
         "s3_bucket", "s3_key", "json_format", "region", "window_start", "window_end", "max_errors",
+        "remove_deleted_objects",
     )
     template_fields_renderers = {"s3_key": "py"}
     ui_color = "#99e699"
@@ -115,6 +123,8 @@ class StageToRedshiftOperator(BaseOperator):
         window_end: str | None = None,
         max_errors: int | str = 0,
         upsert_keys: Sequence[str] = (),
+        stale_sql: str | None = None,
+        remove_deleted_objects: bool | str = False,
         manifest_prefix: str = "manifests",
         aws_conn_id: str = "aws_default",
         redshift_conn_id: str = "redshift_default",
@@ -130,6 +140,8 @@ class StageToRedshiftOperator(BaseOperator):
         self.window_end = window_end
         self.max_errors = max_errors
         self.upsert_keys = list(upsert_keys)
+        self.stale_sql = stale_sql
+        self.remove_deleted_objects = remove_deleted_objects
         self.manifest_prefix = manifest_prefix
         self.aws_conn_id = aws_conn_id
         self.redshift_conn_id = redshift_conn_id
@@ -162,13 +174,17 @@ class StageToRedshiftOperator(BaseOperator):
         staged = self._staged_versions()
         new = [obj for obj in listed if staged.get(obj.key) != obj.etag]
         self.log.info("::endgroup::")
+        missing = missing_objects(staged, (obj.key for obj in listed), keys)
+        if missing:
+            self._record_missing(missing, context["run_id"])
         self.log.info(
             "%s: %d objects listed, %d new or changed, %d unchanged and skipped (%s bytes new)",
             self.table, len(listed), len(new), len(listed) - len(new), f"{sum(o.size for o in new):,}",
         )
         if not new:
             self.log.info("%s: nothing new to stage; 0 rows staged", self.table)
-            return {"objects_listed": len(listed), "objects_new": 0, "rows_staged": 0, "rows_rejected": 0}
+            return {"objects_listed": len(listed), "objects_new": 0, "objects_missing": len(missing),
+                    "rows_staged": 0, "rows_rejected": 0}
 
         run_id = context["run_id"]
         self.log.info("::group::Staging %d objects into %s", len(new), self.table)
@@ -186,7 +202,7 @@ class StageToRedshiftOperator(BaseOperator):
                 totals["rows_rejected"], f"{totals['records_read']:,}", totals["seconds"],
                 f"{totals['rows_staged'] / max(totals['seconds'], 1e-9):,.0f}",
             )
-        return {"objects_listed": len(listed), "objects_new": len(new), **totals}
+        return {"objects_listed": len(listed), "objects_new": len(new), "objects_missing": len(missing), **totals}
 
     # -- which objects ------------------------------------------------------------------
 
@@ -285,7 +301,9 @@ class StageToRedshiftOperator(BaseOperator):
                 self.log.info("%s: %d objects were staged meanwhile by another run; skipped", self.table, len(batch) - len(todo))
             if not todo:
                 return
-            params["s3_keys"] = [obj.key for obj in todo]
+            params.update(s3_keys=[obj.key for obj in todo], run_id=run_id, queued_at=_utcnow())
+            if self.stale_sql:
+                run_phase(cursor, self._sql, self.stale_sql, "before", params)
             for statement in split_statements(self._sql("stage/staging_object_rows.sql")):
                 cursor.execute(statement, params)
             if len(todo) == 1:
@@ -307,6 +325,39 @@ class StageToRedshiftOperator(BaseOperator):
                      "rows_rejected": load.rows_rejected, "run_id": run_id, "loaded_at": loaded_at}
                     for obj, load in loads.items()
                 ])
+            if self.stale_sql:
+                log_report(self.log, self.table, self.stale_sql, run_phase(cursor, self._sql, self.stale_sql, "after", params))
+
+    def _record_missing(self, missing: dict[str, str], run_id: str) -> None:
+        """Log and record staged objects the listing no longer found; remove their rows if asked
+        (PostgreSQL: staging knows each row's object there, so it re-derives what they gave)."""
+        remove = str(self.remove_deleted_objects).strip().lower() in ("true", "1", "yes")
+        if remove and self.warehouse.dialect == "redshift":
+            self.log.warning("%s: remove_deleted_objects has no effect on Redshift, where COPY records no row's "
+                             "source object; the rows stay staged", self.table)
+            remove = False
+        for key in sorted(missing)[:20]:
+            self.log.warning("%s: s3://%s/%s was staged (ETag %s) but is no longer listed; %s", self.table,
+                             self.s3_bucket, key, missing[key],
+                             "removing its rows" if remove else "its rows stay staged (remove_deleted_objects is off)")
+        params = {"table": self.table, "s3_keys": sorted(missing), "run_id": run_id, "queued_at": _utcnow()}
+        record = split_statements(self._sql("stage/stage_missing_objects.sql"))
+        per_key = [{**params, "s3_key": key, "rows_removed": remove, "seen_missing_at": params["queued_at"]}
+                   for key in sorted(missing)]
+        with self.warehouse.transaction() as cursor:
+            if remove:
+                cursor.execute(self._sql("stage/lock_objects.sql"), params)
+                if self.stale_sql:
+                    run_phase(cursor, self._sql, self.stale_sql, "before", params)
+                for statement in split_statements(self._sql("stage/staging_object_rows.sql")):
+                    cursor.execute(statement, params)
+            for statement in record:
+                cursor.executemany(statement, per_key)
+            if remove:
+                cursor.execute(self._sql("stage/stage_load_ledger_delete.sql"), params)
+                if self.stale_sql:
+                    log_report(self.log, self.table, self.stale_sql,
+                               run_phase(cursor, self._sql, self.stale_sql, "after", params))
 
     def _keep_rejects(self, obj: SourceObject, rejects: list[dict[str, Any]]) -> None:
         """Record the rejects of an object that failed to stage, replacing those of an earlier
@@ -414,10 +465,11 @@ class StageToRedshiftOperator(BaseOperator):
             "stage/copy_from_s3.sql", columns=[column.name for column in columns], upsert_keys=self.upsert_keys,
             manifest_url=f"s3://{self.s3_bucket}/{manifest_key}", credentials=self._credentials_clause(),
             region=self.region or self.s3.conn_region_name, json_format=self.json_format.replace("'", "''"),
-            max_errors=self.max_errors,
+            max_errors=self.max_errors, stale_sql=self.stale_sql,
         )
-        params = {"table": self.table, "run_id": run_id}
+        params = {"table": self.table, "run_id": run_id, "queued_at": _utcnow()}
         started = time.monotonic()
+        report: list[tuple] = []
         with self.warehouse.transaction() as cursor:
             for statement in split_statements(sql):
                 try:
@@ -426,6 +478,8 @@ class StageToRedshiftOperator(BaseOperator):
                     if first_code_line(statement).upper().startswith("COPY "):
                         self._fail_with_load_errors(cursor, err)
                     raise
+                if first_code_line(statement).upper().startswith("SELECT"):
+                    report = cursor.fetchall()  # what the change touched (stale_sql)
             loads = self._copy_counts(cursor, objects)
             for obj, load in loads.items():
                 for statement in split_statements(self._sql("stage/stage_load_ledger.sql")):
@@ -435,6 +489,8 @@ class StageToRedshiftOperator(BaseOperator):
                         "rows_rejected": load.rows_rejected, "loaded_at": _utcnow(),
                     })
         self.log.info("%s: COPY of %d objects from manifest s3://%s/%s complete", self.table, len(objects), self.s3_bucket, manifest_key)
+        if self.stale_sql:
+            log_report(self.log, self.table, self.stale_sql, report)
         for obj, load in list(loads.items())[:20]:
             self.log.info("%s: s3://%s/%s (%s bytes): %s records, %s staged, %d rejected", self.table, self.s3_bucket,
                           obj.key, f"{obj.size:,}", f"{load.records_read:,}", f"{load.rows_staged:,}", load.rows_rejected)

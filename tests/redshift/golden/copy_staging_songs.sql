@@ -25,10 +25,50 @@ SELECT %(table)s, REGEXP_REPLACE(TRIM(filename), '^s3://[^/]+/', ''), line_numbe
 FROM stl_load_errors
 WHERE query = pg_last_copy_id();
 
+-- Objects found again are no longer missing.
+DELETE FROM stage_missing_objects
+WHERE table_name = %(table)s
+  AND s3_key IN (SELECT REGEXP_REPLACE(TRIM(filename), '^s3://[^/]+/', '')
+                 FROM stl_load_commits WHERE query = pg_last_copy_id());
+
+CREATE TEMP TABLE staging_songs_changes AS
+SELECT title, artist_name, duration, -COUNT(*) AS row_count,
+       -SUM(STRTOL(SUBSTRING(MD5(COALESCE(CAST(song_id AS VARCHAR), '~') || '|' || COALESCE(CAST(artist_id AS VARCHAR), '~')), 1, 7), 16)) AS row_hashes
+FROM (SELECT * FROM staging_songs WHERE EXISTS (
+    SELECT 1 FROM staging_songs_new n
+    WHERE n.song_id = staging_songs.song_id)) touched
+WHERE title IS NOT NULL AND artist_name IS NOT NULL AND duration IS NOT NULL
+GROUP BY title, artist_name, duration;
+
 DELETE FROM staging_songs
 USING staging_songs_new
 WHERE staging_songs.song_id = staging_songs_new.song_id;
 
 INSERT INTO staging_songs SELECT * FROM staging_songs_new;
+
+INSERT INTO staging_songs_changes
+SELECT title, artist_name, duration, COUNT(*) AS row_count,
+       SUM(STRTOL(SUBSTRING(MD5(COALESCE(CAST(song_id AS VARCHAR), '~') || '|' || COALESCE(CAST(artist_id AS VARCHAR), '~')), 1, 7), 16)) AS row_hashes
+FROM (SELECT * FROM staging_songs_new) touched
+WHERE title IS NOT NULL AND artist_name IS NOT NULL AND duration IS NOT NULL
+GROUP BY title, artist_name, duration;
+
+CREATE TEMP TABLE staging_songs_changed AS
+SELECT title, artist_name, duration
+FROM staging_songs_changes
+GROUP BY title, artist_name, duration
+HAVING SUM(row_count) <> 0 OR SUM(row_hashes) <> 0;
+
+INSERT INTO stale_song_matches (title, artist_name, duration, run_id, queued_at)
+SELECT title, artist_name, duration, %(run_id)s, %(queued_at)s
+FROM staging_songs_changed;
+
+-- For the task log: how many match keys changed.
+SELECT COUNT(*) FROM staging_songs_changed;
+
+DROP TABLE staging_songs_changed;
+
+DROP TABLE staging_songs_changes;
+
 
 DROP TABLE staging_songs_new;

@@ -27,3 +27,4 @@ CREATE TABLE IF NOT EXISTS staging_events (
 DISTSTYLE KEY DISTKEY (userid) SORTKEY (ts);
 
 
+

@@ -1,7 +1,16 @@
 
 -- Users take name, gender and level from their latest event (by ts) in any loaded hour.
--- 'merge' refreshes the users seen in the window; 'truncate-insert' rebuilds every user.
+-- 'merge' refreshes the users seen in the window and those whose events in loaded hours
+-- changed (stale_users, queued by staging), removing a user left with no loaded event;
+-- 'truncate-insert' rebuilds every user. Either way the queue is taken.
 LOCK users;
+
+CREATE TEMP TABLE stale_users_taken AS
+SELECT user_id, run_id, queued_at FROM stale_users;
+
+CREATE TEMP TABLE users_in_scope AS
+SELECT DISTINCT userid AS user_id FROM staging_events
+WHERE userid IS NOT NULL;
 
 CREATE TEMP TABLE users_latest AS
 SELECT user_id, first_name, last_name, gender, level
@@ -12,7 +21,7 @@ FROM (
                                        e.level, e.firstname, e.lastname, e.gender) AS recency
     FROM staging_events e
     JOIN loaded_hours h ON h.hour_start = date_trunc('hour', e.ts)
-    WHERE e.userid IS NOT NULL
+    WHERE e.userid IN (SELECT user_id FROM users_in_scope)
 ) ranked
 WHERE recency = 1;
 
@@ -23,4 +32,12 @@ SELECT l.user_id, l.first_name, l.last_name, l.gender, l.level
 FROM users_latest l
 WHERE NOT EXISTS (SELECT 1 FROM users WHERE users.user_id = l.user_id);
 
+DELETE FROM stale_users
+USING stale_users_taken t
+WHERE stale_users.user_id = t.user_id AND stale_users.run_id = t.run_id AND stale_users.queued_at = t.queued_at;
+
 DROP TABLE users_latest;
+
+DROP TABLE users_in_scope;
+
+DROP TABLE stale_users_taken;
