@@ -7,6 +7,7 @@ ratios are taken per repetition (paired) before the median.
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import statistics
@@ -30,6 +31,9 @@ INCR_BUCKET = "bench-incr"
 STAGE_DB = "bench_stage"
 INCR_FULL_DB = "bench_incr_full"
 INCR_EMPTY_DB = "bench_incr_empty"
+# Section 3's late-data runs: late events for this many earlier hours, a few per hour.
+LATE_HOURS = (1, 6, 24)
+LATE_EVENTS_PER_HOUR = 3
 MB = 1024.0  # ru_maxrss is in KiB on Linux
 EMPTY_DAG = '''"""An empty DAG: the parse-time baseline."""
 from airflow.sdk import DAG
@@ -416,7 +420,38 @@ class Bench:
         self.add(Figure(section, "tasks growing most (full - empty, median s)",
                         growth[0][1]["full_s"] - growth[0][1]["empty_s"], "s",
                         note="; ".join(f"{task} {v['empty_s']:.2f} -> {v['full_s']:.2f} s" for task, v in growth[:3])))
-        self.details["incremental"] = {"fill": fill, "warmup": warmup, "sizes": sizes, "runs": runs, "per_task": per_task}
+        late = self._late_events(folder, day, warehouses["full"], statistics.median(_values(runs["full"], "seconds")))
+        self.details["incremental"] = {"fill": fill, "warmup": warmup, "sizes": sizes, "runs": runs, "per_task": per_task,
+                                       "late_events": late}
+
+    def _late_events(self, folder: Path, day: datetime, warehouse: dict[str, str], one_hour: float) -> dict:
+        """Hourly runs on the full warehouse whose day file brings late events for k earlier,
+        already loaded hours (the day before, misfiled in this day's file, as real logs do),
+        against k times one hour's run. Each step adds new events for its k hours, so its
+        change touches exactly those hours."""
+        day_key = f"log_data/{day:%Y}/{day:%m}/{day:%Y-%m-%d}-events.json"
+        before = day - timedelta(days=1)
+        earlier = read_json_lines(folder / f"log_data/{before:%Y}/{before:%m}/{before:%Y-%m-%d}-events.json")
+        text = (folder / day_key).read_text(encoding="utf-8")
+        section = "3. Incremental cost"
+        results = {}
+        for step, k in enumerate(LATE_HOURS, start=1):
+            late = []
+            for offset in range(k):
+                hour_start = before + timedelta(hours=offset)
+                plays = [e for e in earlier if e["page"] == "NextSong" and e["userId"]
+                         and hour_start <= _epoch(e["ts"]) < hour_start + timedelta(hours=1)][:LATE_EVENTS_PER_HOUR]
+                late += [{**e, "itemInSession": e["itemInSession"] + 10_000 * step} for e in plays]
+            text += "".join(json.dumps(event, ensure_ascii=False) + "\n" for event in late)
+            self.client.put_object(Bucket=INCR_BUCKET, Key=day_key, Body=text.encode("utf-8"))
+            hour = day + timedelta(hours=20 + step)
+            result = self.worker("dag_window", {"start": _iso(hour), "end": _iso(hour + timedelta(hours=1))}, warehouse)
+            results[k] = {"seconds": result["seconds"], "late_events": len(late), "tasks": result["tasks"]}
+            log.info("late events for %d earlier hours: %.1f s (one hour's run %.1f s)", k, result["seconds"], one_hour)
+            self.add(Figure(section, f"hourly run bringing late events for {k} earlier hours", result["seconds"], "s",
+                            note=f"{len(late)} late events; k x one hour's run = {k * one_hour:.1f} s; "
+                                 f"ratio to one hour's run {result['seconds'] / one_hour:.2f}x"))
+        return results
 
     # ------------------------------------------------------------------ 6. end to end
 
@@ -479,6 +514,14 @@ class Bench:
                             note=f"n={stats['n']}, min {stats['min_s']:.2f}, max {stats['max_s']:.2f}; "
                                  f"queued->running {stats['median_queue_s']:.2f} s"))
         self.details["e2e"] = {"analysis": analysis, "runs": runs, "task_instances": tis}
+
+
+def read_json_lines(path: Path) -> list[dict]:
+    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+
+
+def _epoch(ms: int) -> datetime:
+    return datetime(1970, 1, 1) + timedelta(milliseconds=ms)
 
 
 def _parse(value: str) -> datetime:

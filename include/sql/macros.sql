@@ -62,9 +62,10 @@ LEFT JOIN (
 WHERE e.copy_number = 1
 {%- endmacro %}
 
-{#- True when two nullable values differ (Redshift has no IS DISTINCT FROM). -#}
+{#- True when two nullable values differ, a NULL and a value included (Redshift has no
+    IS DISTINCT FROM; NOT (a = b) would be NULL, not true, when just one is NULL). -#}
 {% macro differs(a, b) -%}
-NOT ({{ a }} = {{ b }} OR ({{ a }} IS NULL AND {{ b }} IS NULL))
+({{ a }} <> {{ b }} OR ({{ a }} IS NULL) <> ({{ b }} IS NULL))
 {%- endmacro %}
 
 {#- A songplay's id: the md5 of its event's identity, so every load of the event gives the same id:

@@ -42,6 +42,14 @@ STAGED_PLAY_ID = "{% import 'macros.sql' as m %}{{ m.songplay_id('staged') }}"
 TIME_PART_RANGES = (("hour", 0, 23), ("day", 1, 31), ("week", 1, 53), ("month", 1, 12),
                     ("year", 1970, 2100), ("weekday", 0, 6))
 
+
+
+def songplays_drift(scope: str) -> str:
+    """The row condition on loaded_hours that its hour's songplays are current, over the run's
+    hours (``'run'``) or every loaded hour (``'all'``); see include/sql/checks/songplays_drift.sql."""
+    return f"{{% set drift_scope = '{scope}' %}}{{% include 'checks/songplays_drift.sql' %}}"
+
+
 QUALITY_CHECKS: dict[str, dict] = {
     "songplays": {
         "window_column": "start_time",
@@ -81,6 +89,11 @@ QUALITY_CHECKS: dict[str, dict] = {
     },
     "songs": {"columns": {"song_id": KEY}},
     "artists": {"columns": {"artist_id": KEY}},
+    # The hours this run loaded or refreshed hold exactly the songplays staging gives now: none
+    # went stale after late, changed or removed data. sparkify_audit checks every loaded hour.
+    "loaded_hours": {
+        "rows": {"songplays_current": songplays_drift("run")},
+    },
     # Source lines read = rows staged + rows rejected, for every staged object.
     "stage_load_ledger": {
         "rows": {"lines_reconcile": "lines_read = rows_staged + rows_rejected"},

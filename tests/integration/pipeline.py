@@ -112,6 +112,19 @@ def star_snapshot(stack) -> dict[str, list[tuple]]:
     return {table: query(stack, f"SELECT * FROM {table} ORDER BY {key}") for table, key in STAR_TABLES.items()}
 
 
+def assert_matches_model(stack, model) -> dict[str, list[tuple]]:
+    """Every star table equals the model's (tests/model.py), songplay_ids included."""
+    snapshot = star_snapshot(stack)
+    expected = {"songplays": model.songplay_ids, "users": model.users, "songs": model.songs,
+                "artists": model.artists, "time": model.time}
+    for table, rows in expected.items():
+        actual = {row[0]: row[1:] for row in snapshot[table]}
+        differing = {key: (actual.get(key), rows.get(key)) for key in actual.keys() | rows.keys()
+                     if actual.get(key) != rows.get(key)}
+        assert not differing, f"{table}: {len(differing)} rows differ (key: (warehouse, model)): {list(differing.items())[:5]}"
+    return snapshot
+
+
 def write_lines(path: Path, events: list[dict]) -> None:
     path.write_text("".join(json.dumps(event, ensure_ascii=False) + "\n" for event in events), encoding="utf-8")
 

@@ -15,6 +15,7 @@ from datetime import date, datetime, timedelta, timezone
 import pytest
 
 from model import event_time, expected_warehouse, read_events, read_songs
+from pipeline import assert_matches_model as matches_model
 from pipeline import (
     etl_dag, execute, query, replace_bucket_contents, reset_warehouse, run_dag, run_scheduled, run_window, s3_client,
     star_snapshot, task_result, write_lines,
@@ -58,12 +59,7 @@ def stack(airflow_db):
 
 def assert_matches_model(stack, data_dir, windows):
     model = expected_warehouse(read_events(data_dir), read_songs(data_dir), windows)
-    snapshot = star_snapshot(stack)
-    assert {row[0]: row[1:] for row in snapshot["songplays"]} == model.songplay_ids
-    assert {row[0]: row[1:] for row in snapshot["users"]} == model.users
-    assert {row[0]: row[1:] for row in snapshot["songs"]} == model.songs
-    assert {row[0]: row[1:] for row in snapshot["artists"]} == model.artists
-    assert {row[0]: row[1:] for row in snapshot["time"]} == model.time
+    matches_model(stack, model)
     return model
 
 

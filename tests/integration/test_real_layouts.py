@@ -17,6 +17,7 @@ import psycopg
 import pytest
 
 from model import event_time, expected_warehouse, read_events, read_json_values, read_songs
+from pipeline import assert_matches_model as matches_model
 from pipeline import STAR_TABLES, query, replace_bucket_contents, reset_warehouse, run_window, star_snapshot
 from scripts.sample_data import generate
 
@@ -75,15 +76,7 @@ def stack(airflow_db):
 
 
 def assert_matches_model(stack, data_dir):
-    """Every star table equals the model's, songplay_ids included."""
-    model = expected_warehouse(read_events(data_dir), read_songs(data_dir), [WINDOW])
-    snapshot = star_snapshot(stack)
-    assert {row[0]: row[1:] for row in snapshot["songplays"]} == model.songplay_ids
-    assert {row[0]: row[1:] for row in snapshot["users"]} == model.users
-    assert {row[0]: row[1:] for row in snapshot["songs"]} == model.songs
-    assert {row[0]: row[1:] for row in snapshot["artists"]} == model.artists
-    assert {row[0]: row[1:] for row in snapshot["time"]} == model.time
-    return snapshot
+    return matches_model(stack, expected_warehouse(read_events(data_dir), read_songs(data_dir), [WINDOW]))
 
 
 def test_real_layouts_stage_and_load_like_one_record_per_line(datasets, stack):

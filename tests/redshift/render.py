@@ -161,6 +161,7 @@ def check_context() -> dict[str, Any]:
         "params": {},
         "data_interval_start": WINDOW_START,
         "data_interval_end": WINDOW_END,
+        "run_id": RUN_ID,
         "run_window": run_window,
     }
 

@@ -82,6 +82,8 @@ POSTGRES_PATH_TEMPLATES = {
 WHEN_OBJECTS_ARE_MISSING = {"stage/stage_missing_objects.sql"}
 # include/sql folders of other DAGs (sparkify_analytics), not sent by sparkify_etl.
 OTHER_DAGS_TEMPLATES = ("analytics/",)
+# Included by the quality checks' SQL (generated per check), not issued as files of their own.
+CHECK_TEMPLATES = ("checks/",)
 
 # Renders the pinned goldens must include (the brief: COPY, dimensions in both modes,
 # songplays and time loads, all DDL).
@@ -173,9 +175,16 @@ def test_every_sql_template_is_rendered():
     templates = {
         path
         for path in (p.relative_to(SQL_DIR).as_posix() for p in SQL_DIR.rglob("*.sql"))
-        if path != "macros.sql" and not path.startswith(OTHER_DAGS_TEMPLATES)
+        if path != "macros.sql" and not path.startswith(OTHER_DAGS_TEMPLATES + CHECK_TEMPLATES)
     }
     assert templates == {f.template for f in REDSHIFT_FILES if f.template}
+
+
+def test_check_templates_are_rendered_into_the_checks():
+    """checks/*.sql are included by the quality checks' generated SQL, rendered in full."""
+    drift = find_file(REDSHIFT_FILES, "quality_checks.loaded_hours_table").sql
+    assert "hour_start NOT IN (" in drift and "FULL JOIN" in drift and "{%" not in drift
+    assert f"run_id = '{render.RUN_ID}'" in drift
 
 
 def test_pinned_renders_include_the_required_ones():

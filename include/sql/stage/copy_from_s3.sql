@@ -30,11 +30,6 @@ SELECT %(table)s, REGEXP_REPLACE(TRIM(filename), '^s3://[^/]+/', ''), line_numbe
 FROM stl_load_errors
 WHERE query = pg_last_copy_id();
 
--- Objects found again are no longer missing.
-DELETE FROM stage_missing_objects
-WHERE table_name = %(table)s
-  AND s3_key IN (SELECT REGEXP_REPLACE(TRIM(filename), '^s3://[^/]+/', '')
-                 FROM stl_load_commits WHERE query = pg_last_copy_id());
 {% if stale_sql %}
 {% with phase = 'before' %}{% include stale_sql %}{% endwith %}
 {% endif %}

@@ -174,6 +174,7 @@ class StageToRedshiftOperator(BaseOperator):
         staged = self._staged_versions()
         new = [obj for obj in listed if staged.get(obj.key) != obj.etag]
         self.log.info("::endgroup::")
+        self._forget_found_again({obj.key for obj in listed})
         missing = missing_objects(staged, (obj.key for obj in listed), keys)
         if missing:
             self._record_missing(missing, context["run_id"])
@@ -327,6 +328,17 @@ class StageToRedshiftOperator(BaseOperator):
                 ])
             if self.stale_sql:
                 log_report(self.log, self.table, self.stale_sql, run_phase(cursor, self._sql, self.stale_sql, "after", params))
+
+    def _forget_found_again(self, listed: set[str]) -> None:
+        params = {"table": self.table}
+        found = sorted(listed.intersection(key for (key,) in self.warehouse.get_records(
+            self._sql("stage/stage_missing_objects_found.sql"), params)))
+        if found:
+            self.log.info("%s: %d objects recorded as missing are listed again: %s", self.table, len(found),
+                          ", ".join(found[:5]))
+            with self.warehouse.transaction() as cursor:
+                cursor.executemany(self._sql("stage/stage_missing_objects_found.sql", found=True),
+                                   [{**params, "s3_key": key} for key in found])
 
     def _record_missing(self, missing: dict[str, str], run_id: str) -> None:
         """Log and record staged objects the listing no longer found; remove their rows if asked

@@ -25,8 +25,8 @@ UPDATE artists
 SET name = l.name, location = l.location, latitude = l.latitude, longitude = l.longitude
 FROM artists_latest l
 WHERE artists.artist_id = l.artist_id
-  AND (NOT (artists.name = l.name OR (artists.name IS NULL AND l.name IS NULL)) OR NOT (artists.location = l.location OR (artists.location IS NULL AND l.location IS NULL))
-       OR NOT (artists.latitude = l.latitude OR (artists.latitude IS NULL AND l.latitude IS NULL)) OR NOT (artists.longitude = l.longitude OR (artists.longitude IS NULL AND l.longitude IS NULL)));
+  AND ((artists.name <> l.name OR (artists.name IS NULL) <> (l.name IS NULL)) OR (artists.location <> l.location OR (artists.location IS NULL) <> (l.location IS NULL))
+       OR (artists.latitude <> l.latitude OR (artists.latitude IS NULL) <> (l.latitude IS NULL)) OR (artists.longitude <> l.longitude OR (artists.longitude IS NULL) <> (l.longitude IS NULL)));
 
 INSERT INTO artists (artist_id, name, location, latitude, longitude)
 SELECT l.artist_id, l.name, l.location, l.latitude, l.longitude

@@ -78,7 +78,7 @@ LEFT JOIN (
 ) s ON s.rank = 1 AND s.title = e.song AND s.artist_name = e.artist AND s.duration = e.length
 WHERE e.copy_number = 1) rematched
 WHERE songplays.songplay_id = rematched.songplay_id
-  AND (NOT (songplays.song_id = rematched.song_id OR (songplays.song_id IS NULL AND rematched.song_id IS NULL)) OR NOT (songplays.artist_id = rematched.artist_id OR (songplays.artist_id IS NULL AND rematched.artist_id IS NULL)));
+  AND ((songplays.song_id <> rematched.song_id OR (songplays.song_id IS NULL) <> (rematched.song_id IS NULL)) OR (songplays.artist_id <> rematched.artist_id OR (songplays.artist_id IS NULL) <> (rematched.artist_id IS NULL)));
 
 DELETE FROM stale_hours
 USING stale_hours_taken t

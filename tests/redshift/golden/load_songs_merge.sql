@@ -22,8 +22,8 @@ UPDATE songs
 SET title = l.title, artist_id = l.artist_id, year = l.year, duration = l.duration
 FROM songs_latest l
 WHERE songs.song_id = l.song_id
-  AND (NOT (songs.title = l.title OR (songs.title IS NULL AND l.title IS NULL)) OR NOT (songs.artist_id = l.artist_id OR (songs.artist_id IS NULL AND l.artist_id IS NULL))
-       OR NOT (songs.year = l.year OR (songs.year IS NULL AND l.year IS NULL)) OR NOT (songs.duration = l.duration OR (songs.duration IS NULL AND l.duration IS NULL)));
+  AND ((songs.title <> l.title OR (songs.title IS NULL) <> (l.title IS NULL)) OR (songs.artist_id <> l.artist_id OR (songs.artist_id IS NULL) <> (l.artist_id IS NULL))
+       OR (songs.year <> l.year OR (songs.year IS NULL) <> (l.year IS NULL)) OR (songs.duration <> l.duration OR (songs.duration IS NULL) <> (l.duration IS NULL)));
 
 INSERT INTO songs (song_id, title, artist_id, year, duration)
 SELECT l.song_id, l.title, l.artist_id, l.year, l.duration

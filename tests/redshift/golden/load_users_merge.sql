@@ -35,8 +35,8 @@ UPDATE users
 SET first_name = l.first_name, last_name = l.last_name, gender = l.gender, level = l.level
 FROM users_latest l
 WHERE users.user_id = l.user_id
-  AND (NOT (users.first_name = l.first_name OR (users.first_name IS NULL AND l.first_name IS NULL)) OR NOT (users.last_name = l.last_name OR (users.last_name IS NULL AND l.last_name IS NULL))
-       OR NOT (users.gender = l.gender OR (users.gender IS NULL AND l.gender IS NULL)) OR NOT (users.level = l.level OR (users.level IS NULL AND l.level IS NULL)));
+  AND ((users.first_name <> l.first_name OR (users.first_name IS NULL) <> (l.first_name IS NULL)) OR (users.last_name <> l.last_name OR (users.last_name IS NULL) <> (l.last_name IS NULL))
+       OR (users.gender <> l.gender OR (users.gender IS NULL) <> (l.gender IS NULL)) OR (users.level <> l.level OR (users.level IS NULL) <> (l.level IS NULL)));
 
 INSERT INTO users (user_id, first_name, last_name, gender, level)
 SELECT l.user_id, l.first_name, l.last_name, l.gender, l.level
