@@ -328,9 +328,9 @@ def _compile_fast_path(columns: list[Column], paths: list[tuple] | None, ignore_
         kind = column.data_type.lower()
         if kind in _TEXT_TYPES:
             limit = column.max_length
-            # Within the limit in bytes: at most a quarter as many characters (UTF-8 needs up
-            # to four bytes each), or checked by encoding; longer strings take the general rule.
-            fits = f"(len(v) <= {limit // 4} or len(v.encode()) <= {limit})" if limit else "True"
+            # Within the limit in bytes: ASCII (one byte a character, which isascii() knows
+            # without a scan) or checked by encoding; longer strings take the general rule.
+            fits = f"len(v) <= {limit} and (v.isascii() or len(v.encode()) <= {limit})" if limit else "True"
             body.append(f"        if v.__class__ is str and v.strip() and {fits}: c{index} = v")
             body.append(f"        elif v is None or (v.__class__ is str and not v.strip()): {missing}")  # missing or blank
         elif kind in _INTEGER_TYPES:
