@@ -161,6 +161,7 @@ class StageToRedshiftOperator(BaseOperator):
         listed = list(self._list_objects(keys))
         staged = self._staged_versions()
         new = [obj for obj in listed if staged.get(obj.key) != obj.etag]
+        self.keys_read = [obj.key for obj in new]  # for get_openlineage_facets_on_complete
         self.log.info("::endgroup::")
         self.log.info(
             "%s: %d objects listed, %d new or changed, %d unchanged and skipped (%s bytes new)",
@@ -496,6 +497,12 @@ class StageToRedshiftOperator(BaseOperator):
                 mask_secret(secret)
         clause = f"ACCESS_KEY_ID '{credentials.access_key}' SECRET_ACCESS_KEY '{credentials.secret_key}'"
         return clause + (f" SESSION_TOKEN '{credentials.token}'" if credentials.token else "")
+
+    def get_openlineage_facets_on_complete(self, task_instance: Any) -> Any:
+        """OpenLineage: the S3 objects this run read in, the staging table out."""
+        from sparkify.lineage import staging_lineage
+
+        return staging_lineage(self.s3_bucket, getattr(self, "keys_read", []), self._keys(), self.warehouse, self.table)
 
     def _sql(self, template: str, **extra: Any) -> str:
         env = self.get_template_env()
