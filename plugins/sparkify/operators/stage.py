@@ -477,7 +477,7 @@ class StageToRedshiftOperator(BaseOperator):
         url, line, field, reason = errors[0]
         raise AirflowFailException(
             f"{self.table}: {url} line {line}: {f'{field}: ' if field else ''}{reason} (the COPY stopped past "
-            f"max_errors={self.max_errors}, {len(errors)} rejects in stl_load_errors; nothing was staged)"
+            f"max_errors={self.max_errors}, {len(errors)} rejects in Redshift's load errors; nothing was staged)"
         ) from error
 
     @staticmethod
@@ -506,7 +506,8 @@ class StageToRedshiftOperator(BaseOperator):
 
     def _sql(self, template: str, **extra: Any) -> str:
         env = self.get_template_env()
-        return env.get_template(template).render(dialect=self.warehouse.dialect, table=self.table, **extra)
+        return env.get_template(template).render(dialect=self.warehouse.dialect, serverless=self.warehouse.serverless,
+                                                 table=self.table, **extra)
 
 
 def _utcnow() -> datetime:

@@ -1,0 +1,35 @@
+CREATE TEMP TABLE staging_events_new (LIKE staging_events);
+
+COPY staging_events_new (artist, auth, firstname, gender, iteminsession, lastname, length, level, location, method, page, registration, sessionid, song, status, ts, useragent, userid)
+FROM 's3://udacity-dend/manifests/staging_events/scheduled__2018-11-01T00_00_00_00_00.manifest'
+IAM_ROLE 'arn:aws:iam::123456789012:role/sparkify-redshift'
+REGION 'us-west-2'
+FORMAT AS JSON 's3://udacity-dend/log_json_path.json'
+TIMEFORMAT 'epochmillisecs'
+TRUNCATECOLUMNS
+BLANKSASNULL
+EMPTYASNULL
+MAXERROR 10
+MANIFEST;
+
+-- Rejected lines of this COPY go to the same rejects table as on the PostgreSQL path, keyed by
+-- object key as there; they replace the rejects of earlier versions of the objects it read.
+DELETE FROM stage_rejects
+WHERE table_name = %(table)s
+  AND source_key IN (SELECT REGEXP_REPLACE(TRIM(file_name), '^s3://[^/]+/', '')
+                     FROM sys_load_detail WHERE query_id = (SELECT MAX(query_id) FROM sys_load_history WHERE session_id = pg_backend_pid()));
+
+INSERT INTO stage_rejects (table_name, source_key, source_line, field, reason, raw_text, run_id, rejected_at)
+-- sys_load_error_detail keeps no copy of the rejected line: raw_text stays empty.
+SELECT %(table)s, REGEXP_REPLACE(TRIM(file_name), '^s3://[^/]+/', ''), line_number, TRIM(column_name),
+       TRIM(error_message), NULL, %(run_id)s, GETDATE()
+FROM sys_load_error_detail
+WHERE query_id = (SELECT MAX(query_id) FROM sys_load_history WHERE session_id = pg_backend_pid());
+
+DELETE FROM staging_events
+USING staging_events_new
+WHERE staging_events.sessionid = staging_events_new.sessionid AND staging_events.iteminsession = staging_events_new.iteminsession AND staging_events.ts = staging_events_new.ts;
+
+INSERT INTO staging_events SELECT * FROM staging_events_new;
+
+DROP TABLE staging_events_new;
