@@ -566,7 +566,8 @@ def _failing_check_answer(task) -> Callable[[str, Any], list[tuple]]:
     return answer
 
 
-def run_on_fake_redshift(task_id: str, copy_fails: bool = False, serverless: bool = False, **params: Any) -> Capture:
+def run_on_fake_redshift(task_id: str, copy_fails: bool = False, serverless: bool = False, iam_role: bool = True,
+                         **params: Any) -> Capture:
     """Render a task for a Redshift connection and run its ``execute`` against stand-ins
     for the Redshift DB-API connection and S3; return what it sent.
 
@@ -574,7 +575,9 @@ def run_on_fake_redshift(task_id: str, copy_fails: bool = False, serverless: boo
     every check: their ``execute`` raises (kept in ``Capture.error``) after sending both the
     check query and any failure queries. With ``copy_fails`` a staging task's COPY raises, as
     past MAXERROR, and what the task raised is kept in ``Capture.error`` too. With
-    ``serverless`` the warehouse connection is a Redshift Serverless workgroup."""
+    ``serverless`` the warehouse connection is a Redshift Serverless workgroup. Without
+    ``iam_role`` the staging COPY's credentials come from the task's real AWS connection (the
+    amazon provider's S3Hook reading it), e.g. access keys, instead of the stand-in's role."""
     from sparkify.operators import StageToRedshiftOperator
     from sparkify.operators.load import _WindowLoadOperator
 
@@ -608,6 +611,11 @@ def run_on_fake_redshift(task_id: str, copy_fails: bool = False, serverless: boo
             warehouse.transaction = transaction
             if isinstance(task, StageToRedshiftOperator):
                 task.__dict__["s3"] = _FakeS3(capture)
+                if not iam_role:
+                    from airflow.providers.amazon.aws.hooks.s3 import S3Hook
+
+                    real = S3Hook(aws_conn_id=task.aws_conn_id)
+                    task.s3.conn_config, task.s3.get_credentials = real.conn_config, real.get_credentials
         else:
             hook = task.get_db_hook()
 
