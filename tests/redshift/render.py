@@ -411,6 +411,7 @@ class Capture:
     error: BaseException | None = None  # what execute() raised (expected for failing checks)
     answer: Callable[[str, Any], list[tuple]] | None = None  # query results; None: _answer's
     copy_fails: bool = False  # the COPY raises, as Redshift's does past MAXERROR
+    lineage: Any = None  # the task's OpenLineage facets after execute (run_on_fake_redshift(lineage=True))
 
 
 class _FakeCursor:
@@ -477,6 +478,12 @@ def _answer(operation: str, args: Any, capture: Capture) -> list[tuple]:
     of the last COPY, which read the objects of the last manifest uploaded; else no rows."""
     if "information_schema.columns" in operation and isinstance(args, dict):
         return list(staging_columns(args["table"]))
+    if "CURRENT_SCHEMA" in operation.upper():
+        return [("public",)]
+    if "SVV_REDSHIFT_COLUMNS" in operation.upper():  # OpenLineage's schema look-up (schema, table, column, ...)
+        return [("public", table, name, position, data_type, "dev")
+                for table in ("staging_events", "staging_songs") if f"'{table}'" in operation
+                for position, (name, data_type, *_) in enumerate(staging_columns(table), start=1)]
     copied = [entry["url"] for entry in json.loads(list(capture.uploads.values())[-1])["entries"]] if capture.uploads else []
     lines = {url: COPY_LINES_SCANNED[url.split("/", 3)[3]] for url in copied}
     errors = [(url, line, column, reason) for url in copied for key, line, column, reason in COPY_LOAD_ERRORS
@@ -567,7 +574,7 @@ def _failing_check_answer(task) -> Callable[[str, Any], list[tuple]]:
 
 
 def run_on_fake_redshift(task_id: str, copy_fails: bool = False, serverless: bool = False, iam_role: bool = True,
-                         **params: Any) -> Capture:
+                         lineage: bool = False, **params: Any) -> Capture:
     """Render a task for a Redshift connection and run its ``execute`` against stand-ins
     for the Redshift DB-API connection and S3; return what it sent.
 
@@ -577,7 +584,9 @@ def run_on_fake_redshift(task_id: str, copy_fails: bool = False, serverless: boo
     past MAXERROR, and what the task raised is kept in ``Capture.error`` too. With
     ``serverless`` the warehouse connection is a Redshift Serverless workgroup. Without
     ``iam_role`` the staging COPY's credentials come from the task's real AWS connection (the
-    amazon provider's S3Hook reading it), e.g. access keys, instead of the stand-in's role."""
+    amazon provider's S3Hook reading it), e.g. access keys, instead of the stand-in's role.
+    With ``lineage`` the task's OpenLineage facets are then built (``Capture.lineage``), as
+    the provider's listener would after the task."""
     from sparkify.operators import StageToRedshiftOperator
     from sparkify.operators.load import _WindowLoadOperator
 
@@ -628,6 +637,8 @@ def run_on_fake_redshift(task_id: str, copy_fails: bool = False, serverless: boo
                 capture.answer = _failing_check_answer(task)
         try:
             capture.result = task.execute(context)
+            if lineage:
+                capture.lineage = task.get_openlineage_facets_on_complete(None)
         except Exception as err:  # noqa: BLE001
             if not (is_check or copy_fails):
                 raise
