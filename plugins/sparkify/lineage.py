@@ -20,6 +20,7 @@ INSERT ... SELECT, MERGE-style DELETE/UPDATE and CTAS statements.
 
 from __future__ import annotations
 
+import functools
 import logging
 import re
 from collections.abc import Iterable, Sequence
@@ -51,6 +52,7 @@ def _empty() -> OperatorLineage:
 def never_raises(build):
     """Run a lineage builder; on any error log it and return empty lineage."""
 
+    @functools.wraps(build)
     def guarded(*args: Any, **kwargs: Any) -> OperatorLineage:
         try:
             return build(*args, **kwargs)
@@ -58,8 +60,6 @@ def never_raises(build):
             log.warning("OpenLineage: could not describe this task's datasets: %s: %s", type(err).__name__, err)
             return _empty()
 
-    guarded.__name__ = build.__name__
-    guarded.__doc__ = build.__doc__
     return guarded
 
 
