@@ -8,15 +8,18 @@ One notifier, :class:`SparkifyNotifier`, serves both:
   scheduler notices the missed deadline and the triggerer awaits the notifier, so that alert
   lands in the triggerer's log (``.state/logs/triggerer.log`` on the local stack).
 
-Every alert is logged. Slack and email are off until configured, and no secret lives in code:
+Every alert is logged. Slack and email are off until configured, and no secret lives in code.
+Both are sent by the providers' notifiers, which read the connections:
 
-* **Slack**: an Airflow connection ``sparkify_slack`` whose password (or host) is the
-  incoming-webhook URL, e.g.
-  ``AIRFLOW_CONN_SPARKIFY_SLACK='{"conn_type": "http", "password": "https://hooks.slack.com/services/..."}'``
+* **Slack**: the Slack provider's ``SlackWebhookNotifier`` with the connection ``sparkify_slack``,
+  whose password is the incoming-webhook URL (or whose host is ``hooks.slack.com/services`` and
+  password the webhook token), e.g.
+  ``AIRFLOW_CONN_SPARKIFY_SLACK='{"conn_type": "slackwebhook", "password": "https://hooks.slack.com/services/..."}'``
   or the same connection in a secrets backend.
-* **Email**: the Variable ``sparkify_alert_emails`` (comma-separated recipients, e.g.
-  ``AIRFLOW_VAR_SPARKIFY_ALERT_EMAILS=data-oncall@example.com``), sent through the SMTP
-  connection ``sparkify_smtp`` (host, port, login, password and ``from_email`` in its extra).
+* **Email**: the SMTP provider's ``SmtpNotifier`` to the recipients in the Variable
+  ``sparkify_alert_emails`` (comma-separated, e.g.
+  ``AIRFLOW_VAR_SPARKIFY_ALERT_EMAILS=data-oncall@example.com``), through the SMTP connection
+  ``sparkify_smtp`` (host, port, login, password and ``from_email`` in its extra).
 
 A channel that fails is logged and skipped: an alert never fails the task it reports on.
 Missed deadlines of *backfill* runs are only logged by default (``alert_backfills=True`` sends
@@ -27,9 +30,7 @@ from __future__ import annotations
 
 import asyncio
 import html
-import json
 import logging
-import urllib.request
 from collections.abc import Mapping
 from typing import Any
 from urllib.parse import quote
@@ -82,14 +83,14 @@ class SparkifyNotifier(BaseNotifier):
 
     def notify(self, context: Mapping[str, Any]) -> None:
         """Task callback (runs in the task's process)."""
-        self.deliver(self.compose(context))
+        self.deliver(self.compose(context), context=context)
 
     async def async_notify(self, context: Mapping[str, Any]) -> None:
         """Deadline Alert callback (runs in the triggerer)."""
         alert = self.compose(context)
         external = self.alert_backfills or alert.get("run_type") != "backfill"
         # Channel lookups and HTTP/SMTP calls block: keep them off the triggerer's event loop.
-        await asyncio.to_thread(self.deliver, alert, external)
+        await asyncio.to_thread(self.deliver, alert, external, context)
 
     # -- message ------------------------------------------------------------------------------
 
@@ -101,43 +102,42 @@ class SparkifyNotifier(BaseNotifier):
 
     # -- delivery -----------------------------------------------------------------------------
 
-    def deliver(self, alert: dict[str, str], external: bool = True) -> list[str]:
+    def deliver(self, alert: dict[str, str], external: bool = True, context: Mapping[str, Any] | None = None) -> list[str]:
         """Log the alert, then (if ``external``) send it to every configured channel.
         Returns the channels used."""
         self.log.error("ALERT %s: %s | %s", self.event, alert["title"], alert["text"].replace("\n", " | "))
         sent = ["log"]
         for channel, send in (("slack", self._send_slack), ("email", self._send_email)) if external else ():
             try:
-                if send(alert):
+                if send(alert, dict(context or {})):
                     sent.append(channel)
             except Exception as err:  # an alert must never fail the task it reports on
                 self.log.warning("alert channel %s failed: %s: %s", channel, err.__class__.__name__, err)
         self.log.info("alert %s sent to: %s", self.event, ", ".join(sent))
         return sent
 
-    def _send_slack(self, alert: dict[str, str]) -> bool:
-        url = _slack_webhook_url(self.slack_conn_id)
-        if not url:
+    # The providers' notifiers are called through notify(), not as callbacks: called, they
+    # would render their fields as Jinja, and an error message may well contain "{{".
+
+    def _send_slack(self, alert: dict[str, str], context: dict[str, Any]) -> bool:
+        if _optional_connection(self.slack_conn_id) is None:
             return False
+        from airflow.providers.slack.notifications.slack_webhook import SlackWebhookNotifier
+
         text = f"*{alert['title']}*\n{alert['text']}" + (f"\n<{alert['url']}|Open in Airflow>" if alert.get("url") else "")
-        request = urllib.request.Request(
-            url, data=json.dumps({"text": text}).encode(), headers={"Content-Type": "application/json"}, method="POST",
-        )
-        with urllib.request.urlopen(request, timeout=10) as response:  # noqa: S310 (URL from a connection)
-            response.read()
+        SlackWebhookNotifier(slack_webhook_conn_id=self.slack_conn_id, text=text, timeout=10).notify(context)
         return True
 
-    def _send_email(self, alert: dict[str, str]) -> bool:
+    def _send_email(self, alert: dict[str, str], context: dict[str, Any]) -> bool:
         recipients = _email_recipients(self.emails_variable)
         if not recipients:
             return False
-        from airflow.providers.smtp.hooks.smtp import SmtpHook
+        from airflow.providers.smtp.notifications.smtp import SmtpNotifier
 
         body = "<p>" + html.escape(alert["text"]).replace("\n", "<br>") + "</p>"
         if alert.get("url"):
             body += f'<p><a href="{html.escape(alert["url"])}">Open in Airflow</a></p>'
-        with SmtpHook(smtp_conn_id=self.smtp_conn_id) as smtp:
-            smtp.send_email_smtp(to=recipients, subject=alert["title"], html_content=body)
+        SmtpNotifier(to=recipients, subject=alert["title"], html_content=body, smtp_conn_id=self.smtp_conn_id).notify(context)
         return True
 
 
@@ -158,9 +158,9 @@ def describe_task_failure(context: Mapping[str, Any]) -> dict[str, str]:
         f"Task: {task_id}" + (f" (try {try_number})" if try_number else ""),
         f"Error: {_shorten(error)}",
     ]
-    params = context.get("params") or {}
-    if params.get("start") or params.get("end"):
-        lines.append(f"Window: [{params.get('start')}, {params.get('end')})")
+    window = _window(context)
+    if window:
+        lines.append(f"Window: [{window[0]}, {window[1]}) UTC")
     return {
         "title": f"[Sparkify] {dag_id}.{task_id} failed",
         "text": "\n".join(lines),
@@ -188,6 +188,19 @@ def describe_missed_deadline(context: Mapping[str, Any], description: str = "") 
         "text": "\n".join(lines),
         "url": f"{base_url}/dags/{dag_id}/runs/{quote(str(run_id), safe='')}" if base_url and run_id != "?" else "",
     }
+
+
+def _window(context: Mapping[str, Any]) -> tuple[str, str] | None:
+    """The window the run processes: its start/end params, else its data interval."""
+    from sparkify.window import run_window
+
+    params = context.get("params") or {}
+    try:
+        return run_window(params, context.get("data_interval_start"), context.get("data_interval_end"))
+    except Exception:  # a bad or missing window may be the very failure reported: show what was given
+        if params.get("start") or params.get("end"):
+            return str(params.get("start")), str(params.get("end"))
+        return None
 
 
 def _as_mapping(value: Any) -> Mapping[str, Any]:
@@ -224,18 +237,6 @@ def _shorten(text: str, limit: int = 1500) -> str:
 
 
 # -- channel configuration ----------------------------------------------------------------------
-
-
-def _slack_webhook_url(conn_id: str) -> str | None:
-    """The webhook URL from the connection's password or host, or None when not configured."""
-    connection = _optional_connection(conn_id)
-    if connection is None:
-        return None
-    for candidate in (connection.password, connection.host):
-        if candidate and str(candidate).startswith(("https://", "http://")):
-            return str(candidate)
-    log.warning("connection %s has no webhook URL in its password or host; Slack alerts are off", conn_id)
-    return None
 
 
 def _optional_connection(conn_id: str) -> Any:

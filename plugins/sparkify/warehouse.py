@@ -59,6 +59,12 @@ class Warehouse:
         return dialect_for(self.connection.conn_type)
 
     @cached_property
+    def serverless(self) -> bool:
+        """A Redshift Serverless workgroup (the Redshift hook's ``is_serverless`` extra): its
+        load history is in the SYS views, not the STL views of a provisioned cluster."""
+        return self.dialect == "redshift" and bool(self.connection.extra_dejson.get("is_serverless", False))
+
+    @cached_property
     def hook(self) -> DbApiHook:
         if self.dialect == "redshift":
             from airflow.providers.amazon.aws.hooks.redshift_sql import RedshiftSQLHook

@@ -16,16 +16,15 @@ import io
 import json
 import subprocess
 import sys
-import threading
 from collections import Counter, defaultdict
 from datetime import date, datetime, timedelta
 from decimal import Decimal
 from functools import lru_cache
-from http.server import BaseHTTPRequestHandler, HTTPServer
 
 import psycopg
 import pytest
 
+from alert_servers import slack_webhook  # noqa: F401 (a fixture)
 from conftest import REPO
 from model import expected_warehouse, read_events, read_songs
 from pipeline import etl_dag, replace_bucket_contents, reset_warehouse, run_window, s3_client
@@ -268,35 +267,6 @@ def test_analytics_dag_parses_without_heavy_imports():
 
 
 # -- alerts ----------------------------------------------------------------------------------------
-
-
-class _Webhook(BaseHTTPRequestHandler):
-    received: list[dict] = []
-
-    def do_POST(self):  # noqa: N802 (http.server API)
-        length = int(self.headers.get("Content-Length", 0))
-        type(self).received.append(json.loads(self.rfile.read(length)))
-        self.send_response(200)
-        self.end_headers()
-        self.wfile.write(b"ok")
-
-    def log_message(self, *args):
-        pass
-
-
-@pytest.fixture
-def slack_webhook(monkeypatch):
-    """A local stand-in for a Slack incoming webhook, configured the way production would be:
-    an Airflow connection ``sparkify_slack`` from the environment."""
-    _Webhook.received = []
-    server = HTTPServer(("127.0.0.1", 0), _Webhook)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    url = f"http://127.0.0.1:{server.server_port}/services/T000/B000/test"
-    monkeypatch.setenv("AIRFLOW_CONN_SPARKIFY_SLACK", json.dumps({"conn_type": "http", "password": url}))
-    yield _Webhook.received
-    server.shutdown()
-    server.server_close()
 
 
 def test_a_failed_task_alerts_through_the_configured_webhook(dataset, slack_webhook, monkeypatch):

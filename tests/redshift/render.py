@@ -64,7 +64,8 @@ SONG_KEYS = ("song_data/A/A/A/TRAAAAW128F429D538.json", "song_data/A/A/B/TRAABJL
 IAM_ROLE_ARN = "arn:aws:iam::123456789012:role/sparkify-redshift"
 CREDENTIALS = f"IAM_ROLE '{IAM_ROLE_ARN}'"
 
-# What the stand-in Redshift reports for the staging COPY (stl_load_commits, stl_load_errors):
+# What the stand-in Redshift reports for the staging COPY (stl_load_commits, stl_load_errors, or
+# on Serverless sys_load_detail, sys_load_error_detail):
 # lines scanned per object, and the lines it rejected (key, line, column, reason).
 COPY_LINES_SCANNED = {EVENT_KEY: 3000, **{key: 1 for key in SONG_KEYS}}
 COPY_LOAD_ERRORS = [(EVENT_KEY, 17, "ts", "Invalid timestamp format or value [YYYY-MM-DD HH24:MI:SS]")]
@@ -86,6 +87,15 @@ CONNECTIONS: dict[str, dict[str, Any]] = {
         "login": "sparkify_etl",
         "extra": {"iam": True, "cluster_identifier": "sparkify", "db_user": "sparkify_etl", "region": "us-west-2"},
     },
+    # A Redshift Serverless workgroup, as the Redshift hook reads one (IAM through the workgroup).
+    "redshift-serverless": {
+        "conn_type": "redshift",
+        "host": "sparkify.123456789012.us-west-2.redshift-serverless.amazonaws.com",
+        "port": 5439,
+        "schema": "dev",
+        "login": "sparkify_etl",
+        "extra": {"iam": True, "is_serverless": True, "serverless_work_group": "sparkify", "region": "us-west-2"},
+    },
     "postgres": {
         "conn_type": "postgres",
         "host": "127.0.0.1",
@@ -102,7 +112,8 @@ CONNECTIONS: dict[str, dict[str, Any]] = {
 
 @contextmanager
 def warehouse_connection(dialect: str) -> Iterator[None]:
-    """Point ``sparkify_warehouse`` at a connection of the dialect's type while inside."""
+    """Point ``sparkify_warehouse`` at a connection of the dialect's type (a key of
+    CONNECTIONS: ``redshift-serverless`` is a Redshift one) while inside."""
     previous = os.environ.get(WAREHOUSE_CONN_ENV)
     os.environ[WAREHOUSE_CONN_ENV] = json.dumps(CONNECTIONS[dialect])
     try:
@@ -294,11 +305,12 @@ def manifest_key(task) -> str:
     return f"{task.manifest_prefix}/{task.table}/{re.sub(r'[^A-Za-z0-9_.-]', '_', RUN_ID)}.manifest"
 
 
-def copy_variables(task) -> dict[str, Any]:
+def copy_variables(task, serverless: bool = False) -> dict[str, Any]:
     """The variables ``StageToRedshiftOperator._copy_from_s3`` renders copy_from_s3.sql with,
     for a staging task whose template fields are rendered (role-based credentials)."""
     return {
         "dialect": "redshift",
+        "serverless": serverless,
         "table": task.table,
         "columns": [row[0] for row in staging_columns(task.table)],
         "upsert_keys": task.upsert_keys,
@@ -311,15 +323,17 @@ def copy_variables(task) -> dict[str, Any]:
     }
 
 
-def copy_from_s3_sql(task_id: str) -> str:
+def copy_from_s3_sql(task_id: str, serverless: bool = False) -> str:
     """The Redshift COPY script of a staging task, from the operator's own template env."""
     task = rendered_task(task_id, "redshift")
-    return task.get_template_env().get_template("stage/copy_from_s3.sql").render(**copy_variables(task))
+    return task.get_template_env().get_template("stage/copy_from_s3.sql").render(**copy_variables(task, serverless))
 
 
 def stage_sql(dialect: str) -> list[SqlFile]:
     """Every stage/*.sql template for each staging task, as the operator's ``_sql`` renders
-    them; the REDSHIFT_PATH_TEMPLATES are left out of the PostgreSQL renders."""
+    them; the REDSHIFT_PATH_TEMPLATES are left out of the PostgreSQL renders, and rendered
+    for a provisioned cluster and for Redshift Serverless (``[task, serverless]``, goldens
+    ``<name>_serverless``) in the Redshift ones."""
     files = []
     for task_id in staging_tasks():
         task = rendered_task(task_id, dialect)
@@ -329,13 +343,7 @@ def stage_sql(dialect: str) -> list[SqlFile]:
             template = f"stage/{path.name}"
             if template in REDSHIFT_PATH_TEMPLATES and dialect != "redshift":
                 continue
-            if template == "stage/copy_from_s3.sql":
-                sql = copy_from_s3_sql(task_id)
-                golden = f"copy_{task.table}"
-            elif template in REDSHIFT_PATH_TEMPLATES:
-                sql = env.get_template(template).render(dialect=dialect, table=task.table)
-                golden = path.stem  # the same for every table
-            elif template.startswith("stage/stale_"):
+            if template.startswith("stage/stale_"):
                 # A staging task's change template, in both phases (on Redshift, inside its COPY script).
                 if template == task.stale_sql:
                     for phase in ("before", "after"):
@@ -343,10 +351,20 @@ def stage_sql(dialect: str) -> list[SqlFile]:
                                                                 upsert_keys=task.upsert_keys)
                         files.append(SqlFile(f"{template} [{task_id}, {phase}]", task_id, template, dialect, sql))
                 continue
-            else:
-                sql = env.get_template(template).render(dialect=dialect, table=task.table, columns=columns)
-                golden = None
-            files.append(SqlFile(f"{template} [{task_id}]", task_id, template, dialect, sql, golden=golden))
+            for serverless in (False, True) if template in REDSHIFT_PATH_TEMPLATES else (False,):
+                suffix = "_serverless" if serverless else ""
+                if template == "stage/copy_from_s3.sql":
+                    sql = copy_from_s3_sql(task_id, serverless)
+                    golden = f"copy_{task.table}{suffix}"
+                elif template in REDSHIFT_PATH_TEMPLATES:
+                    sql = env.get_template(template).render(dialect=dialect, serverless=serverless, table=task.table)
+                    golden = path.stem + suffix  # the same for every table
+                else:
+                    sql = env.get_template(template).render(dialect=dialect, serverless=False, table=task.table,
+                                                            columns=columns)
+                    golden = None
+                name = f"{template} [{task_id}, serverless]" if serverless else f"{template} [{task_id}]"
+                files.append(SqlFile(name, task_id, template, dialect, sql, golden=golden))
     return files
 
 
@@ -403,6 +421,7 @@ class Capture:
     error: BaseException | None = None  # what execute() raised (expected for failing checks)
     answer: Callable[[str, Any], list[tuple]] | None = None  # query results; None: _answer's
     copy_fails: bool = False  # the COPY raises, as Redshift's does past MAXERROR
+    lineage: Any = None  # the task's OpenLineage facets after execute (run_on_fake_redshift(lineage=True))
 
 
 class _FakeCursor:
@@ -469,15 +488,21 @@ def _answer(operation: str, args: Any, capture: Capture) -> list[tuple]:
     of the last COPY, which read the objects of the last manifest uploaded; else no rows."""
     if "information_schema.columns" in operation and isinstance(args, dict):
         return list(staging_columns(args["table"]))
+    if "CURRENT_SCHEMA" in operation.upper():
+        return [("public",)]
+    if "SVV_REDSHIFT_COLUMNS" in operation.upper():  # OpenLineage's schema look-up (schema, table, column, ...)
+        return [("public", table, name, position, data_type, "dev")
+                for table in ("staging_events", "staging_songs") if f"'{table}'" in operation
+                for position, (name, data_type, *_) in enumerate(staging_columns(table), start=1)]
     copied = [entry["url"] for entry in json.loads(list(capture.uploads.values())[-1])["entries"]] if capture.uploads else []
     lines = {url: COPY_LINES_SCANNED[url.split("/", 3)[3]] for url in copied}
     errors = [(url, line, column, reason) for url in copied for key, line, column, reason in COPY_LOAD_ERRORS
               if url.split("/", 3)[3] == key]
     if "pg_last_copy_count()" in operation:
         return [(sum(lines.values()) - len(errors),)]
-    if "FROM stl_load_commits" in operation:
+    if "FROM stl_load_commits" in operation or "FROM sys_load_detail" in operation:
         return list(lines.items())
-    if "FROM stl_load_errors" in operation and _first_word(operation) == "SELECT":
+    if ("FROM stl_load_errors" in operation or "FROM sys_load_error_detail" in operation) and _first_word(operation) == "SELECT":
         return errors
     return []
 
@@ -558,21 +583,27 @@ def _failing_check_answer(task) -> Callable[[str, Any], list[tuple]]:
     return answer
 
 
-def run_on_fake_redshift(task_id: str, copy_fails: bool = False, **params: Any) -> Capture:
+def run_on_fake_redshift(task_id: str, copy_fails: bool = False, serverless: bool = False, iam_role: bool = True,
+                         lineage: bool = False, **params: Any) -> Capture:
     """Render a task for a Redshift connection and run its ``execute`` against stand-ins
     for the Redshift DB-API connection and S3; return what it sent.
 
     Quality-check tasks are rendered with ``check_context()`` and given results that fail
     every check: their ``execute`` raises (kept in ``Capture.error``) after sending both the
     check query and any failure queries. With ``copy_fails`` a staging task's COPY raises, as
-    past MAXERROR, and what the task raised is kept in ``Capture.error`` too."""
+    past MAXERROR, and what the task raised is kept in ``Capture.error`` too. With
+    ``serverless`` the warehouse connection is a Redshift Serverless workgroup. Without
+    ``iam_role`` the staging COPY's credentials come from the task's real AWS connection (the
+    amazon provider's S3Hook reading it), e.g. access keys, instead of the stand-in's role.
+    With ``lineage`` the task's OpenLineage facets are then built (``Capture.lineage``), as
+    the provider's listener would after the task."""
     from sparkify.operators import StageToRedshiftOperator
     from sparkify.operators.load import _WindowLoadOperator
 
     capture = Capture(copy_fails=copy_fails)
     is_check = task_id in check_tasks()
     context = check_context() if is_check else task_context(**params)
-    with warehouse_connection("redshift"):
+    with warehouse_connection("redshift-serverless" if serverless else "redshift"):
         task = rendered_task(task_id, "redshift", context=context)
         if isinstance(task, (StageToRedshiftOperator, _WindowLoadOperator)):
             warehouse = task.warehouse
@@ -599,6 +630,11 @@ def run_on_fake_redshift(task_id: str, copy_fails: bool = False, **params: Any) 
             warehouse.transaction = transaction
             if isinstance(task, StageToRedshiftOperator):
                 task.__dict__["s3"] = _FakeS3(capture)
+                if not iam_role:
+                    from airflow.providers.amazon.aws.hooks.s3 import S3Hook
+
+                    real = S3Hook(aws_conn_id=task.aws_conn_id)
+                    task.s3.conn_config, task.s3.get_credentials = real.conn_config, real.get_credentials
         else:
             hook = task.get_db_hook()
 
@@ -611,6 +647,8 @@ def run_on_fake_redshift(task_id: str, copy_fails: bool = False, **params: Any) 
                 capture.answer = _failing_check_answer(task)
         try:
             capture.result = task.execute(context)
+            if lineage:
+                capture.lineage = task.get_openlineage_facets_on_complete(None)
         except Exception as err:  # noqa: BLE001
             if not (is_check or copy_fails):
                 raise

@@ -47,6 +47,7 @@ from __future__ import annotations
 import json
 import os
 import re
+from datetime import datetime
 
 import pytest
 import sqlglot
@@ -80,6 +81,8 @@ POSTGRES_PATH_TEMPLATES = {
 # Sent on both paths, but only when a staged object is no longer listed; the stand-in's
 # objects are all there.
 WHEN_OBJECTS_ARE_MISSING = {"stage/stage_missing_objects.sql"}
+# Files of Jinja macros that templates import; they render nothing of their own.
+MACRO_FILES = {"macros.sql", "load_history.sql"}
 # include/sql folders of other DAGs (sparkify_analytics), not sent by sparkify_etl.
 OTHER_DAGS_TEMPLATES = ("analytics/",)
 # Included by the quality checks' SQL (generated per check), not issued as files of their own.
@@ -175,7 +178,7 @@ def test_every_sql_template_is_rendered():
     templates = {
         path
         for path in (p.relative_to(SQL_DIR).as_posix() for p in SQL_DIR.rglob("*.sql"))
-        if path != "macros.sql" and not path.startswith(OTHER_DAGS_TEMPLATES + CHECK_TEMPLATES)
+        if path not in MACRO_FILES and not path.startswith(OTHER_DAGS_TEMPLATES + CHECK_TEMPLATES)
     }
     assert templates == {f.template for f in REDSHIFT_FILES if f.template}
 
@@ -445,6 +448,8 @@ RUNS = {
     "create_tables": {},
     "stage_events": {},
     "stage_songs": {},
+    "stage_events[serverless]": {"serverless": True},
+    "stage_songs[serverless]": {"serverless": True},
     "load_songplays_fact": {},
     **{
         f"{task_id}[{'truncate-insert' if full_refresh else 'merge'}]": {"full_refresh": full_refresh}
@@ -559,6 +564,62 @@ def test_stage_names_file_line_and_reason_when_copy_fails_past_maxerror():
     assert not any("stage_load_ledger" in statement and "INSERT" in statement for statement in sent)
 
 
+# Redshift's load history: the STL views of a provisioned cluster, the SYS views of Serverless.
+STL_VIEWS = re.compile(r"\bstl_\w+", re.I)
+SYS_VIEWS = re.compile(r"\bsys_\w+", re.I)
+
+
+@pytest.mark.parametrize("task_id", render.staging_tasks())
+def test_serverless_stage_reads_the_sys_views(captures, task_id):
+    """On a Redshift Serverless workgroup (no STL views) the staging task sends the serverless
+    renders: the COPY script and Redshift's account of it from sys_load_history, sys_load_detail
+    and sys_load_error_detail; a provisioned cluster's run sends no SYS view."""
+    serverless = [e.statement for e in captures[f"{task_id}[serverless]"].executed]
+    provisioned = [e.statement for e in captures[task_id].executed]
+    assert not any(STL_VIEWS.search(code_only(statement)) for statement in serverless)
+    assert not any(SYS_VIEWS.search(code_only(statement)) for statement in provisioned)
+    for template in render.REDSHIFT_PATH_TEMPLATES:
+        rendered = find_file(REDSHIFT_FILES, f"{template} [{task_id}, serverless]").sql
+        assert set(split_statements(rendered)) <= {s for statement in serverless for s in split_statements(statement)}, template
+    views = {view.lower() for statement in serverless for view in SYS_VIEWS.findall(code_only(statement))}
+    assert views == {"sys_load_history", "sys_load_detail", "sys_load_error_detail"}
+
+
+@pytest.mark.parametrize("task_id", render.staging_tasks())
+def test_serverless_stage_records_the_same_counts(captures, task_id):
+    """Redshift's figures reach the ledger the same way from the SYS views as from the STL ones."""
+    def ledger(run):
+        # Every value but the clock's (when the entry was written).
+        return sorted(tuple(sorted((k, v) for k, v in e.parameters.items() if not isinstance(v, datetime)))
+                      for e in captures[run].executed
+                      if e.statement.lstrip().upper().startswith("INSERT INTO STAGE_LOAD_LEDGER"))
+
+    assert ledger(f"{task_id}[serverless]") == ledger(task_id) != []
+    serverless, provisioned = captures[f"{task_id}[serverless]"].result, captures[task_id].result
+    assert {k: v for k, v in serverless.items() if k != "seconds"} == {k: v for k, v in provisioned.items() if k != "seconds"}
+
+
+def test_serverless_names_file_line_and_reason_when_copy_fails_past_maxerror():
+    capture = run_on_fake_redshift("stage_events", copy_fails=True, serverless=True)
+    key, line, column, reason = render.COPY_LOAD_ERRORS[0]
+    assert f"s3://udacity-dend/{key} line {line}: {column}: {reason}" in str(capture.error)
+    errors_query = find_file(REDSHIFT_FILES, "stage/copy_load_errors.sql [stage_events, serverless]").sql
+    assert capture.executed[-1].statement == errors_query and "sys_load_error_detail" in errors_query
+
+
+@pytest.mark.parametrize("extra, serverless", [
+    ({"iam": True, "is_serverless": True, "serverless_work_group": "sparkify"}, True),
+    ({"iam": True, "cluster_identifier": "sparkify"}, False),
+    ({"is_serverless": False}, False),
+])
+def test_serverless_follows_the_redshift_hooks_extra(monkeypatch, extra, serverless):
+    monkeypatch.setenv(render.WAREHOUSE_CONN_ENV, json.dumps({**REDSHIFT_CONNECTION, "extra": extra}))
+    assert Warehouse(render.WAREHOUSE_CONN_ID).serverless is serverless
+    # A PostgreSQL warehouse is never serverless, whatever its extras say.
+    monkeypatch.setenv(render.WAREHOUSE_CONN_ENV, json.dumps({**render.CONNECTIONS["postgres"], "extra": extra}))
+    assert Warehouse(render.WAREHOUSE_CONN_ID).serverless is False
+
+
 def test_redshift_path_sends_exactly_the_redshift_stage_templates(captures):
     # DbApiHook.run sends a file as one string (comments included): compare statement by statement.
     sent = {s for run in render.staging_tasks() for e in captures[run].executed for s in split_statements(e.statement)}
@@ -667,3 +728,17 @@ def test_documented_connections_work(monkeypatch, tmp_path):
     aws = S3Hook(aws_conn_id="sparkify_aws")
     assert re.fullmatch(r"arn:aws:iam::\d{12}:role/[\w+=,.@/-]+", aws.conn_config.role_arn)
     assert aws.conn_config.region_name
+
+
+def test_documented_serverless_connection_reads_the_sys_views(monkeypatch):
+    """The Serverless connection of docs/production.md (section 9) makes staging take its
+    Serverless branch: the staging SQL rendered for it is the pinned serverless render."""
+    text = (REPO / "docs" / "production.md").read_text()
+    blocks = [json.loads(match.group(1)) for match in re.finditer(r"```json\n(.*?)```", text, re.S)]
+    (serverless,) = [block["sparkify_warehouse"] for block in blocks if isinstance(block, dict)
+                     and block.get("sparkify_warehouse", {}).get("extra", {}).get("is_serverless")]
+    monkeypatch.setenv(render.WAREHOUSE_CONN_ENV, json.dumps(serverless))
+    task = render.rendered_task("stage_events", "redshift")
+    monkeypatch.setenv(render.WAREHOUSE_CONN_ENV, json.dumps(serverless))  # rendered_task restored the env
+    assert task.warehouse.dialect == "redshift" and task.warehouse.serverless
+    assert task._sql("stage/copy_load_errors.sql") == GOLDENS["copy_load_errors_serverless"]

@@ -19,16 +19,30 @@ MANIFEST;
 
 -- Rejected lines of this COPY go to the same rejects table as on the PostgreSQL path, keyed by
 -- object key as there; they replace the rejects of earlier versions of the objects it read.
+{% import 'load_history.sql' as history with context -%}
 DELETE FROM stage_rejects
 WHERE table_name = %(table)s
+{%- if serverless %}
+  AND source_key IN (SELECT REGEXP_REPLACE(TRIM(file_name), '^s3://[^/]+/', '')
+                     FROM sys_load_detail WHERE query_id = {{ history.last_copy_id() }});
+{%- else %}
   AND source_key IN (SELECT REGEXP_REPLACE(TRIM(filename), '^s3://[^/]+/', '')
                      FROM stl_load_commits WHERE query = pg_last_copy_id());
+{%- endif %}
 
 INSERT INTO stage_rejects (table_name, source_key, source_line, field, reason, raw_text, run_id, rejected_at)
+{%- if serverless %}
+-- sys_load_error_detail keeps no copy of the rejected line: raw_text stays empty.
+SELECT %(table)s, REGEXP_REPLACE(TRIM(file_name), '^s3://[^/]+/', ''), line_number, TRIM(column_name),
+       TRIM(error_message), NULL, %(run_id)s, GETDATE()
+FROM sys_load_error_detail
+WHERE query_id = {{ history.last_copy_id() }};
+{%- else %}
 SELECT %(table)s, REGEXP_REPLACE(TRIM(filename), '^s3://[^/]+/', ''), line_number, TRIM(colname),
        TRIM(err_reason), TRIM(raw_line), %(run_id)s, GETDATE()
 FROM stl_load_errors
 WHERE query = pg_last_copy_id();
+{%- endif %}
 
 {% if stale_sql %}
 {% with phase = 'before' %}{% include stale_sql %}{% endwith %}

@@ -78,6 +78,12 @@ class _WindowLoadOperator(DialectContextMixin, BaseOperator):
                 self.log.info("%s (%.2f s)", first_line[:100], time.monotonic() - started)
         return counts
 
+    def get_openlineage_facets_on_complete(self, task_instance: Any) -> Any:
+        """OpenLineage: the tables the rendered SQL reads in and writes out."""
+        from sparkify.lineage import sql_lineage
+
+        return sql_lineage(self.warehouse, [self.sql, *filter(None, [getattr(self, "record_hours_sql", None)])])
+
     def _log_counts(self, label: str, counts: dict[str, int], parameters: dict[str, Any]) -> None:
         self.log.info(
             "%s [%s, %s): %s deleted, %s inserted, %s updated",

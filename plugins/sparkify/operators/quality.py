@@ -121,6 +121,15 @@ class TableChecksOperator(_ReportMixin, SQLTableCheckOperator):
             **kwargs,
         )
 
+    def _build_check_results(self, records: Any) -> list:
+        # The provider's results feed OpenLineage's data-quality facets: describe each check
+        # by what it measures rather than the provider's generic wording.
+        results = super()._build_check_results(records)
+        for result in results:
+            if result.name in self.measures:
+                result.description = self.measures[result.name]["description"]
+        return results
+
     def _report_rows(self) -> list[tuple[str, ...]]:
         rows = []
         for name, values in self.checks.items():

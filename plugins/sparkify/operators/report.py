@@ -120,6 +120,7 @@ class AnalyticsReportOperator(DialectContextMixin, BaseOperator):
 
     def execute(self, context: Context) -> dict[str, Any]:
         prefix = safe_prefix(self.report_prefix)
+        self.keys_written: list[str] = []  # for get_openlineage_facets_on_complete
         require_bucket(self.s3, self.s3_bucket)
         results = self.run_queries()
         generated_at = datetime.now(timezone.utc).replace(microsecond=0)
@@ -175,6 +176,13 @@ class AnalyticsReportOperator(DialectContextMixin, BaseOperator):
 
     def _put(self, key: str, body: bytes, content_type: str) -> None:
         self.s3.get_conn().put_object(Bucket=self.s3_bucket, Key=key, Body=body, ContentType=content_type)
+        self.keys_written.append(key)
+
+    def get_openlineage_facets_on_complete(self, task_instance: Any) -> Any:
+        """OpenLineage: the star tables the queries read in, the report's objects out."""
+        from sparkify.lineage import report_lineage
+
+        return report_lineage(self.warehouse, self.queries.values(), self.s3_bucket, getattr(self, "keys_written", []))
 
 
 # -- rendering (pure functions, no Airflow) -------------------------------------------------------

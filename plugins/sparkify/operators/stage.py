@@ -173,6 +173,7 @@ class StageToRedshiftOperator(BaseOperator):
         listed = list(self._list_objects(keys))
         staged = self._staged_versions()
         new = [obj for obj in listed if staged.get(obj.key) != obj.etag]
+        self.keys_read = [obj.key for obj in new]  # for get_openlineage_facets_on_complete
         self.log.info("::endgroup::")
         self._forget_found_again({obj.key for obj in listed})
         missing = missing_objects(staged, (obj.key for obj in listed), keys)
@@ -544,7 +545,7 @@ class StageToRedshiftOperator(BaseOperator):
         url, line, field, reason = errors[0]
         raise AirflowFailException(
             f"{self.table}: {url} line {line}: {f'{field}: ' if field else ''}{reason} (the COPY stopped past "
-            f"max_errors={self.max_errors}, {len(errors)} rejects in stl_load_errors; nothing was staged)"
+            f"max_errors={self.max_errors}, {len(errors)} rejects in Redshift's load errors; nothing was staged)"
         ) from error
 
     @staticmethod
@@ -565,9 +566,16 @@ class StageToRedshiftOperator(BaseOperator):
         clause = f"ACCESS_KEY_ID '{credentials.access_key}' SECRET_ACCESS_KEY '{credentials.secret_key}'"
         return clause + (f" SESSION_TOKEN '{credentials.token}'" if credentials.token else "")
 
+    def get_openlineage_facets_on_complete(self, task_instance: Any) -> Any:
+        """OpenLineage: the S3 objects this run read in, the staging table out."""
+        from sparkify.lineage import staging_lineage
+
+        return staging_lineage(self.s3_bucket, getattr(self, "keys_read", []), self._keys(), self.warehouse, self.table)
+
     def _sql(self, template: str, **extra: Any) -> str:
         env = self.get_template_env()
-        return env.get_template(template).render(dialect=self.warehouse.dialect, table=self.table, **extra)
+        return env.get_template(template).render(dialect=self.warehouse.dialect, serverless=self.warehouse.serverless,
+                                                 table=self.table, **extra)
 
 
 def _utcnow() -> datetime:
