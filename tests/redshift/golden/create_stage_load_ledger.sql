@@ -1,9 +1,9 @@
 
 -- One row per staged S3 object: the version (ETag) loaded and what it gave.
 -- A later run skips an object whose ETag is unchanged; a new ETag replaces its rows.
--- lines_read is counted apart from what became of each record (PostgreSQL: the object's
--- non-blank lines, as a blank line holds no record; Redshift: the lines its COPY scanned), so
--- lines_read = rows_staged + rows_rejected shows that no record was lost.
+-- lines_read counts the object's records apart from what became of each (PostgreSQL: its JSON
+-- records, one however many lines it spans, none for blank lines; Redshift: the lines its COPY
+-- scanned), so lines_read = rows_staged + rows_rejected shows that no record was lost.
 CREATE TABLE IF NOT EXISTS stage_load_ledger (
     table_name    VARCHAR(128) NOT NULL,
     s3_key        VARCHAR(1024) NOT NULL,
