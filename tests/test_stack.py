@@ -1,7 +1,7 @@
 """Tests for scripts/stack.py with real processes (PostgreSQL, moto_server, Airflow): no mocks.
 
-Every stack lives in its own temporary state dir under /tmp (readable by the ``postgres`` user)
-and uses free ports, so the tests never touch a developer's running stack.
+Every stack lives in its own temporary state dir under /tmp and uses free ports, so the tests
+never touch a developer's running stack.
 The Airflow start/run/stop test (~25 s) is marked ``slow``; it runs by default
 (deselect with ``-m "not slow"`` or set SPARKIFY_SKIP_AIRFLOW_TESTS=1).
 """
@@ -28,7 +28,10 @@ import boto3
 import psycopg
 import pytest
 
-from scripts.stack import AIRFLOW_COMPONENTS, REPO_ROOT, STATE_MARKER, LocalStack, PortInUseError, pid_alive
+from scripts.stack import (
+    AIRFLOW_COMPONENTS, PG_BIN_VAR, REPO_ROOT, SERVER_ACCOUNT, STATE_MARKER, LocalStack, PortInUseError, StackError,
+    pid_alive,
+)
 
 pytestmark = pytest.mark.timeout(180)
 
@@ -49,9 +52,7 @@ def free_ports(count: int) -> list[int]:
 
 
 def make_state_dir(tag: str) -> Path:
-    path = Path(tempfile.mkdtemp(prefix=f"sparkify-stack-{tag}-", dir="/tmp"))
-    os.chmod(path, 0o755)  # the postgres user must be able to traverse it
-    return path
+    return Path(tempfile.mkdtemp(prefix=f"sparkify-stack-{tag}-", dir="/tmp"))
 
 
 def http(method: str, url: str, body: dict | None = None, timeout: float = 10) -> tuple[int, object]:
@@ -228,7 +229,8 @@ def test_postgres_runs_with_both_databases_and_the_generated_password(stack: Loc
     if os.geteuid() == 0:
         import pwd
 
-        assert stack.pg_data.stat().st_uid == pwd.getpwnam("postgres").pw_uid
+        assert stack.pg_data.stat().st_uid == pwd.getpwnam(SERVER_ACCOUNT).pw_uid
+        assert Path(f"/proc/{stack.pid('postgres')}").stat().st_uid == pwd.getpwnam(SERVER_ACCOUNT).pw_uid
 
 
 def test_secrets_are_generated_once_and_shared(stack: LocalStack) -> None:
@@ -297,17 +299,14 @@ def test_stopping_twice_is_safe_and_postgres_keeps_data(stack: LocalStack) -> No
         db.execute("DROP TABLE keep_me")
         db.commit()
     # S3 is in-memory: a restart starts empty, but the bucket is recreated.
-    s3 = boto3.client("s3", endpoint_url=stack.s3_endpoint, aws_access_key_id="sparkify-local",
-                      aws_secret_access_key="sparkify-local", region_name="us-east-1")
-    s3.head_bucket(Bucket=stack.bucket)
+    stack.service("s3").client().head_bucket(Bucket=stack.bucket)
 
 
 def test_reset_empties_warehouse_and_bucket(stack: LocalStack) -> None:
     with psycopg.connect(stack.warehouse_conninfo, autocommit=True) as db:
         db.execute("CREATE TABLE IF NOT EXISTS songs (id int)")
         db.execute("INSERT INTO songs VALUES (1)")
-    s3 = boto3.client("s3", endpoint_url=stack.s3_endpoint, aws_access_key_id="sparkify-local",
-                      aws_secret_access_key="sparkify-local", region_name="us-east-1")
+    s3 = stack.service("s3").client()
     s3.put_object(Bucket=stack.bucket, Key="log_data/a.json", Body=b"{}")
 
     stack.reset()
@@ -388,7 +387,7 @@ def test_stop_cleans_up_children_left_by_a_dead_main_process(scratch_state: Path
     st.run_dir.mkdir(parents=True)
     st.logs_dir.mkdir(parents=True)
     # Like a crashed scheduler that leaves its executor workers behind: the leader exits at once.
-    st._spawn("triggerer", [sys.executable, "-c", "import os, time; os.fork() or time.sleep(600)"])
+    st.supervisor.spawn("triggerer", [sys.executable, "-c", "import os, time; os.fork() or time.sleep(600)"])
     leader = read_pid(st, "triggerer")
     deadline = time.monotonic() + 10
     while pid_alive(leader):
