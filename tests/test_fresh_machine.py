@@ -11,13 +11,13 @@ from __future__ import annotations
 
 import os
 import shutil
-import socket
 import subprocess
 import tempfile
 from pathlib import Path
 
 import pytest
 
+from conftest import free_port
 from scripts.stack import SERVER_ACCOUNT, STATE_MARKER, StackConfig
 from scripts.stack.pg_install import PgPlaces
 
@@ -46,12 +46,6 @@ echo "server account: $(stat -c %U "/proc/$(cat .state/run/postgres.pid)")"
 make sql Q="SELECT current_user, count(*) FROM pg_database WHERE datname IN ('sparkify', 'airflow') GROUP BY 1"
 make down
 """
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def copy_checkout(target: Path) -> None:

@@ -29,6 +29,7 @@ class AirflowTools:
         self.bin_dir = bin_dir
         self.child_env = child_env
         self.connect = connect  # dbname -> psycopg connection as the app role
+        self._up_to_date: dict | None = None
 
     def command(self, *args: str) -> list[str]:
         path = self.bin_dir / "airflow"
@@ -61,7 +62,9 @@ class AirflowTools:
         if not force and current["revision"] and version:
             try:
                 if json.loads(self.stamp.read_text()) == current:
-                    log.info("airflow metadata DB is up to date (revision %s)", current["revision"])
+                    if self._up_to_date != current:  # said once, not once per component
+                        log.info("airflow metadata DB is up to date (revision %s)", current["revision"])
+                    self._up_to_date = current
                     return
             except (OSError, ValueError):
                 pass
