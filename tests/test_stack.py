@@ -442,6 +442,25 @@ def test_pg_bin_variable_picks_the_server_binaries(scratch_state: Path, monkeypa
         st.down()
 
 
+def test_a_cluster_of_another_major_version_gives_a_clear_error(scratch_state: Path) -> None:
+    st = LocalStack(scratch_state, pg_port=free_port())
+    try:
+        st.start_postgres()
+        st.stop_postgres()
+        version_file = st.pg_data / "PG_VERSION"
+        ours = version_file.read_text()
+        version_file.write_text("15\n")  # as a cluster made by the PostgreSQL 15 of earlier versions
+        with pytest.raises(StackError, match=r"created by PostgreSQL 15, the server binaries .* are PostgreSQL 18"):
+            st.start_postgres()
+        assert not st.status()["postgres"]
+        assert st.pg_data == scratch_state / "postgres" / "data"  # left where it was
+        version_file.write_text(ours)
+        st.start_postgres()
+        assert st.query("SELECT 1") == ["1"]
+    finally:
+        st.down()
+
+
 @pytest.mark.skipif(os.geteuid() != 0, reason="only root needs the server's data moved where nobody reaches it")
 def test_as_root_a_private_state_dir_is_moved_out_while_running_and_back_on_stop(scratch_state: Path) -> None:
     private = scratch_state / "home"

@@ -14,7 +14,7 @@ import subprocess
 from .airflow_env import conninfo
 from .config import APP_ROLE, HOST, METADATA_DB, SUPERUSER, WAREHOUSE_DB
 from .errors import StackError
-from .pg_install import PgPlaces, server_account
+from .pg_install import PG_BIN_VAR, PgPlaces, server_account
 from .processes import cmdline, pid_alive
 from .service import Service
 
@@ -61,6 +61,7 @@ class Postgres(Service):
         data = self.places.data
         if not (data / "PG_VERSION").exists():
             self._initdb()
+        self._check_version(data)
         self._write_conf()
         # The lock file names no live postmaster for this data dir (we checked): it is stale.
         (data / "postmaster.pid").unlink(missing_ok=True)
@@ -82,6 +83,18 @@ class Postgres(Service):
 
     def stopped(self) -> None:
         self.places.restore()
+
+    def _check_version(self, data) -> None:
+        """A cluster runs only on the major version that created it (e.g. one made by PostgreSQL 15)."""
+        cluster = (data / "PG_VERSION").read_text().strip()
+        version = subprocess.run([str(self._bins / "postgres"), "--version"], capture_output=True, text=True).stdout
+        server = version.split()[-1].split(".")[0] if version.strip() else "?"
+        if cluster != server:
+            raise StackError(
+                f"the cluster in {self.places.home} was created by PostgreSQL {cluster}, the server binaries "
+                f"({self._bins}) are PostgreSQL {server}: set {PG_BIN_VAR} to a PostgreSQL {cluster} bin dir, "
+                f"or remove {self.places.home} (its data is lost) to start afresh"
+            )
 
     def _initdb(self) -> None:
         data = self.places.data

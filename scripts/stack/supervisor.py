@@ -105,10 +105,10 @@ class Supervisor:
                     pending.append(service)
                 else:
                     pending.append(service)
-            for service in pending:
-                service.prepare()
             attempts = dict.fromkeys((service.name for service in pending), 1)
             try:
+                for service in pending:
+                    service.prepare()
                 for service in pending:
                     self._launch(service)
                 for service in pending:
@@ -197,7 +197,8 @@ class Supervisor:
                         proc.wait(timeout=1)
                 self.pids.clear(name)
             for service in services:
-                service.stopped()
+                if service.name not in left:  # never clean up under a process still running
+                    service.stopped()
             if left:
                 raise StackError(f"could not stop: {', '.join(left)}")
 
