@@ -1,4 +1,4 @@
-"""Tests for scripts/stack.py with real processes (PostgreSQL, moto_server, Airflow): no mocks.
+"""Tests for the local stack (scripts/stack/) with real processes (PostgreSQL, moto_server, Airflow): no mocks.
 
 Every stack lives in its own temporary state dir under /tmp and uses free ports, so the tests
 never touch a developer's running stack.
