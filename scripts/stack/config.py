@@ -103,6 +103,11 @@ class StackConfig:
             redis_port=env_port("SPARKIFY_REDIS_PORT", DEFAULTS["redis_port"]),
         )
 
+    @property
+    def celery(self) -> bool:
+        """True when tasks run on a Celery worker (with a Redis broker) instead of LocalExecutor."""
+        return self.executor == "CeleryExecutor"
+
     # ------------------------------------------------------------------ places
 
     @property
