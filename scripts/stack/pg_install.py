@@ -21,6 +21,7 @@ import os
 import pwd
 import shutil
 import stat
+import tempfile
 from pathlib import Path
 
 from .config import StackConfig
@@ -30,7 +31,8 @@ log = logging.getLogger("sparkify.stack")
 
 PG_BIN_VAR = "SPARKIFY_PG_BIN"
 SERVER_ACCOUNT = "nobody"
-RUNTIME_PARENT = Path("/var/tmp")
+# /var/tmp survives reboots (a data dir there while the server runs must not vanish); /tmp where it lacks.
+RUNTIME_PARENT = Path("/var/tmp") if Path("/var/tmp").is_dir() else Path(tempfile.gettempdir())
 # What of the wheel the server needs (initdb runs postgres from its own bin dir).
 WHEEL_PARTS = ("pginstall/bin/initdb", "pginstall/bin/postgres", "pginstall/lib", "pginstall/share")
 
