@@ -228,19 +228,6 @@ def forget_metadata_connections() -> None:
         engine.dispose()
 
 
-def log_size(path: Path) -> int:
-    try:
-        return path.stat().st_size
-    except OSError:
-        return 0
-
-
-def log_since(path: Path, offset: int) -> str:
-    with open(path, "rb") as fh:
-        fh.seek(offset)
-        return fh.read().decode(errors="replace")
-
-
 def incomplete_read(output: str) -> tuple[int, int] | None:
     """(bytes read, bytes expected) from botocore's IncompleteReadError in a task's output."""
     match = re.search(r"IncompleteReadError: (\d+) read, but total bytes expected is (\d+)", output)
