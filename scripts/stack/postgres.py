@@ -101,8 +101,8 @@ class Postgres(Service):
         log.info("initialising PostgreSQL cluster in %s", data)
         data.mkdir(mode=0o700, exist_ok=True)
         account = self.account()
-        # initdb reads the password from a file the server's account can read: inside the data dir's
-        # parent would not do when that is unreachable, so next to the data dir, removed right after.
+        # initdb, running as the server's account, reads the password from a file: next to the data
+        # dir, which that account reaches wherever the data dir is; removed right after.
         pwfile = data.parent / ".initdb-pw"
         fd = os.open(pwfile, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         with os.fdopen(fd, "w") as fh:
