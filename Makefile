@@ -8,7 +8,8 @@
 #   make sql Q="select count(*) from songs"  query the warehouse (psql -At style output)
 #   make test | bench
 #
-# Ports/bucket come from SPARKIFY_PG_PORT, SPARKIFY_S3_PORT, SPARKIFY_API_PORT and SPARKIFY_BUCKET.
+# Ports/bucket come from SPARKIFY_PG_PORT, SPARKIFY_S3_PORT, SPARKIFY_API_PORT and SPARKIFY_BUCKET;
+# SPARKIFY_PG_BIN=/usr/lib/postgresql/15/bin runs a system PostgreSQL instead of the pinned wheel's.
 
 SHELL := /bin/bash
 .DEFAULT_GOAL := help
@@ -51,16 +52,24 @@ endif
 .PHONY: help venv install env up down status reset sql data run backfill demo celery-demo test bench logs
 
 help:
-	@sed -n '3,11s/^# \{0,1\}//p' $(firstword $(MAKEFILE_LIST))
+	@sed -n '3,12s/^# \{0,1\}//p' $(firstword $(MAKEFILE_LIST))
 
 # --------------------------------------------------------------------------- environment
 
 venv install: $(INSTALLED)
 
-# Runs once, and again whenever requirements.txt or constraints.txt change.
+# Runs once, and again whenever requirements.txt or constraints.txt change. uv (pinned, from PyPI,
+# into the venv) installs the same pins as pip in seconds instead of minutes; plain pip when uv
+# can't be had. Either way the venv holds exactly constraints.txt (tests/test_install.py checks).
+UV_PIN = $(shell grep -m1 '^uv==' constraints.txt)
 $(INSTALLED): requirements.txt constraints.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install -r requirements.txt -c constraints.txt
+	if $(PY) -m pip install -q --disable-pip-version-check '$(UV_PIN)'; then \
+		$(VENV)/bin/uv pip install --python $(PY) -r requirements.txt -c constraints.txt; \
+	else \
+		echo "uv could not be installed; installing with pip (slower)"; \
+		$(PY) -m pip install -r requirements.txt -c constraints.txt; \
+	fi
 	$(PY) -m pip check
 	touch $@
 

@@ -48,7 +48,6 @@ def bench_stack(bucket: str = "bench"):
     from scripts.stack import LocalStack
 
     state = Path(tempfile.mkdtemp(prefix="sparkify-bench-", dir="/tmp"))
-    state.chmod(0o755)
     code = code_dir()
     if code != REPO:
         # Workers put these first on sys.path / use them as the DAGs folder; the stack's
@@ -111,7 +110,7 @@ def checkpoint(stack) -> None:
     try:
         import psycopg
 
-        with psycopg.connect(stack._superuser_conninfo(), autocommit=True) as conn:
+        with psycopg.connect(stack.superuser_conninfo(), autocommit=True) as conn:
             conn.execute("CHECKPOINT")
     except Exception as err:  # not essential: measurements stay valid, just noisier
         log.debug("CHECKPOINT skipped: %s", err)
@@ -162,8 +161,8 @@ def s3_client(stack, workers: int = 16):
     from botocore.config import Config
 
     return boto3.client(
-        "s3", endpoint_url=stack.s3_endpoint, aws_access_key_id="sparkify-local",
-        aws_secret_access_key="sparkify-local", region_name="us-east-1",
+        "s3", endpoint_url=stack.s3_endpoint, aws_access_key_id=stack.env()["AWS_ACCESS_KEY_ID"],
+        aws_secret_access_key=stack.env()["AWS_SECRET_ACCESS_KEY"], region_name="us-east-1",
         config=Config(max_pool_connections=max(10, workers), retries={"max_attempts": 5, "mode": "standard"},
                       s3={"addressing_style": "path"}, proxies={}),
     )
@@ -205,13 +204,7 @@ class ServerCPU:
         self.stack = stack
 
     def _pids(self) -> tuple[int | None, int | None]:
-        def first_int(path: Path) -> int | None:
-            try:
-                return int(path.read_text().split()[0])
-            except (OSError, ValueError, IndexError):
-                return None
-
-        return first_int(self.stack.run_dir / "s3.pid"), first_int(self.stack.pg_data / "postmaster.pid")
+        return self.stack.pid("s3"), self.stack.pid("postgres")
 
     def snapshot(self) -> dict[str, float]:
         moto, postmaster = self._pids()

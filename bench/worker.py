@@ -193,8 +193,8 @@ def job_get_loop(args: dict) -> dict:
 
     threads = int(args.get("threads", 1))
     client = boto3.client(
-        "s3", endpoint_url=os.environ["SPARKIFY_S3_ENDPOINT"], aws_access_key_id="sparkify-local",
-        aws_secret_access_key="sparkify-local", region_name="us-east-1",
+        "s3", endpoint_url=os.environ["SPARKIFY_S3_ENDPOINT"], aws_access_key_id=os.environ["AWS_ACCESS_KEY_ID"],
+        aws_secret_access_key=os.environ["AWS_SECRET_ACCESS_KEY"], region_name="us-east-1",
         config=Config(proxies={}, max_pool_connections=max(10, threads)),
     )
     bucket = os.environ["SPARKIFY_BUCKET"]

@@ -32,7 +32,6 @@ def free_port() -> int:
 
 
 STATE_DIR = Path(tempfile.mkdtemp(prefix="sparkify-tests-", dir="/tmp"))
-STATE_DIR.chmod(0o755)
 STACK = LocalStack(STATE_DIR, pg_port=free_port(), s3_port=free_port(), api_port=free_port(), bucket="sparkify-test")
 os.environ.update(STACK.env())
 os.environ["SPARKIFY_START_DATE"] = "2018-11-01"

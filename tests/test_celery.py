@@ -35,7 +35,6 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import boto3
 import psycopg
 import pytest
 from celery.states import READY_STATES as READY
@@ -60,17 +59,10 @@ BACKFILLS = (("2018-11-01T00:00:00Z", "2018-11-01T01:00:00Z"), ("2018-11-01T01:0
 WINDOW = (BACKFILLS[0][0], BACKFILLS[-1][1])  # the hours the backfills cover, for the one manual run
 
 
-class OnlyTheBackfill(LocalStack):
-    """A stack whose scheduler creates no runs by itself.
-
-    Unpausing the DAG would otherwise add a scheduled run for the latest hour (and asset-triggered
-    ``sparkify_analytics`` runs after it): extra work, outside the compared window.
-    """
-
-    def env(self) -> dict[str, str]:
-        env = super().env()
-        env["AIRFLOW__SCHEDULER__USE_JOB_SCHEDULE"] = "False"
-        return env
+# A stack whose scheduler creates no runs by itself: unpausing the DAG would otherwise add a
+# scheduled run for the latest hour (and asset-triggered ``sparkify_analytics`` runs after it),
+# extra work outside the compared window.
+ONLY_THE_BACKFILL = {"AIRFLOW__SCHEDULER__USE_JOB_SCHEDULE": "False"}
 
 
 @dataclass
@@ -104,9 +96,7 @@ def free_ports(count: int) -> list[int]:
 
 
 def make_state_dir(tag: str) -> Path:
-    path = Path(tempfile.mkdtemp(prefix=f"sparkify-celery-{tag}-", dir="/tmp"))
-    os.chmod(path, 0o755)  # the postgres user must be able to traverse it
-    return path
+    return Path(tempfile.mkdtemp(prefix=f"sparkify-celery-{tag}-", dir="/tmp"))
 
 
 @pytest.fixture
@@ -152,7 +142,7 @@ def test_redis_listens_on_localhost_only_wants_the_password_and_stops(state_dir:
     stack = LocalStack(state_dir, executor="CeleryExecutor", redis_port=port)
     try:
         stack.start_redis()
-        pid = stack._owned_pid("redis")
+        pid = stack.pid("redis")
         assert pid is not None and stack.airflow_status()["redis"]
         assert listening_addresses(pid) == [f"127.0.0.1:{port}"]
         password = stack.secrets["SPARKIFY_REDIS_PASSWORD"]
@@ -163,7 +153,7 @@ def test_redis_listens_on_localhost_only_wants_the_password_and_stops(state_dir:
             redis.Redis(host="127.0.0.1", port=port, retry=no_retries).ping()
         assert redis.Redis(host="127.0.0.1", port=port, password=password, retry=no_retries).ping()
         stack.start_redis()  # already running: no-op
-        assert stack._owned_pid("redis") == pid
+        assert stack.pid("redis") == pid
     finally:
         stack.down()
     assert not stack.airflow_status()["redis"]
@@ -189,9 +179,8 @@ def test_taken_redis_port_gives_a_clear_error(state_dir: Path) -> None:
 
 def test_switching_executors_needs_a_down_first(state_dir: Path) -> None:
     celery = LocalStack(state_dir, executor="CeleryExecutor")
-    celery._ensure_dirs()
     # Stands in for a running CeleryExecutor scheduler of this state dir (same env and pid files).
-    celery._spawn("scheduler", [sys.executable, "-c", "import time; time.sleep(120)", "scheduler"])
+    celery.supervisor.spawn("scheduler", [sys.executable, "-c", "import time; time.sleep(120)", "scheduler"])
     local = LocalStack(state_dir)
     try:
         refused = r"runs with CeleryExecutor; stop it first \(make down\) to start it with LocalExecutor"
@@ -237,18 +226,14 @@ def run_pipeline(executor: str, data_dir: Path, ports: list[int], manual_run: bo
     with ``manual_run``, then also rebuild the warehouse with one ``make run`` over the same hours."""
     state = make_state_dir(executor.removesuffix("Executor").lower())
     pg_port, s3_port, api_port, redis_port = ports
-    stack = OnlyTheBackfill(state, pg_port=pg_port, s3_port=s3_port, api_port=api_port, redis_port=redis_port,
-                            bucket="sparkify-celery-test", executor=executor)
+    stack = LocalStack(state, pg_port=pg_port, s3_port=s3_port, api_port=api_port, redis_port=redis_port,
+                       bucket="sparkify-celery-test", executor=executor, extra_env=ONLY_THE_BACKFILL)
     seconds: dict[str, float] = {}
     started = time.monotonic()
     try:
         stack.up()
         seconds["up"] = time.monotonic() - started
-        s3 = boto3.session.Session().client(  # own session: the default one is not thread-safe
-            "s3", endpoint_url=stack.s3_endpoint, aws_access_key_id="sparkify-local",
-            aws_secret_access_key="sparkify-local", region_name="us-east-1",
-        )  # fmt: skip
-        upload_dir(data_dir, stack.bucket, s3)
+        upload_dir(data_dir, stack.bucket, stack.service("s3").client())
 
         # The REST calls of `python -m scripts.pipeline backfill`.
         api = AirflowAPI(stack.api_url)
@@ -289,7 +274,7 @@ def run_pipeline(executor: str, data_dir: Path, ports: list[int], manual_run: bo
         status = stack.status()
         listening = {}
         for name in ("celery-worker", "redis"):
-            pid = stack._owned_pid(name)
+            pid = stack.pid(name)
             if pid is not None:
                 listening[name] = listening_addresses(pid)
         snapshot = star_snapshot(stack)

@@ -30,7 +30,7 @@ def make(env: dict[str, str], *args: str) -> subprocess.CompletedProcess:
 
 def bucket_files(env: dict[str, str]) -> dict[str, int]:
     client = boto3.client("s3", endpoint_url=f"http://127.0.0.1:{env['SPARKIFY_S3_PORT']}",
-                          aws_access_key_id="sparkify-local", aws_secret_access_key="sparkify-local",
+                          aws_access_key_id=env["AWS_ACCESS_KEY_ID"], aws_secret_access_key=env["AWS_SECRET_ACCESS_KEY"],
                           region_name="us-east-1")
     uploaded = {}
     for page in client.get_paginator("list_objects_v2").paginate(Bucket=env["SPARKIFY_BUCKET"]):

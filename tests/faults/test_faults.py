@@ -41,11 +41,12 @@ if str(INTEGRATION) not in sys.path:
 
 from fault_tools import (  # noqa: E402
     STAGING_TABLES, TaskProcess, backend_gone, crash_postgres, forget_metadata_connections, incomplete_read,
-    log_since, log_size, object_rows, rows, run_tasks, staging_integrity, wait_for, wait_for_copy, warehouse_state,
+    object_rows, rows, run_tasks, staging_integrity, wait_for, wait_for_copy, warehouse_state,
 )
 from model import expected_warehouse, read_events, read_songs  # noqa: E402
 from pipeline import reset_warehouse, s3_client  # noqa: E402
 from scripts.sample_data import generate  # noqa: E402
+from scripts.stack.processes import file_size as log_size, log_since  # noqa: E402
 from scripts.upload_data import make_client, upload_dir  # noqa: E402
 
 WINDOW = ("2018-11-01T10:00:00Z", "2018-11-01T14:00:00Z")

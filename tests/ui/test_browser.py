@@ -32,7 +32,6 @@ import urllib.request
 from datetime import date
 from pathlib import Path
 
-import boto3
 import pytest
 
 from conftest import REPO
@@ -87,26 +86,14 @@ def env_var(name: str, value: str):
             os.environ[name] = saved
 
 
-class WithLogin(LocalStack):
-    """The local stack with the simple auth manager's login on: ``UI_USER`` is the one user (an
-    admin), with the password in ``passwords_file`` (the auth manager's JSON: user -> password)."""
-
-    @property
-    def passwords_file(self) -> Path:
-        return self.state_dir / "ui-passwords.json"
-
-    def env(self) -> dict[str, str]:
-        env = super().env()
-        env.update({
-            "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_ALL_ADMINS": "False",
-            "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": f"{UI_USER}:admin",
-            "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE": str(self.passwords_file),
-        })  # fmt: skip
-        return env
-
-    @property
-    def ui_password(self) -> str:
-        return json.loads(self.passwords_file.read_text())[UI_USER]
+def with_login(passwords_file: Path) -> dict[str, str]:
+    """Settings for the simple auth manager's login: ``UI_USER`` is the one user (an admin), with
+    the password in ``passwords_file`` (the auth manager's JSON: user -> password)."""
+    return {
+        "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_ALL_ADMINS": "False",
+        "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": f"{UI_USER}:admin",
+        "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE": str(passwords_file),
+    }
 
 
 class Api:
@@ -152,13 +139,16 @@ class Api:
 @pytest.fixture(scope="module")
 def ui_stack():
     state = Path(tempfile.mkdtemp(prefix="sparkify-ui-", dir="/tmp"))
-    state.chmod(0o755)  # the postgres user must be able to traverse it
     pg_port, s3_port, api_port = free_ports(3)
-    stack = WithLogin(state, pg_port=pg_port, s3_port=s3_port, api_port=api_port, bucket="sparkify-ui")
+    passwords_file = state / "ui-passwords.json"
+    stack = LocalStack(state, pg_port=pg_port, s3_port=s3_port, api_port=api_port, bucket="sparkify-ui",
+                       extra_env=with_login(passwords_file))
+    stack.passwords_file = passwords_file
     # A fresh password per test run, readable by this user only; the api-server keeps the file as it is.
     fd = os.open(stack.passwords_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    stack.ui_password = secrets.token_urlsafe(24)
     with os.fdopen(fd, "w") as fh:
-        json.dump({UI_USER: secrets.token_urlsafe(24)}, fh)
+        json.dump({UI_USER: stack.ui_password}, fh)
     try:
         with env_var("SPARKIFY_RUN_DEADLINE_MINUTES", DEADLINE_MINUTES):
             stack.up()
@@ -174,8 +164,7 @@ def ui_stack():
 
 
 def s3_client(stack: LocalStack):
-    return boto3.client("s3", endpoint_url=stack.s3_endpoint, aws_access_key_id="sparkify-local",
-                        aws_secret_access_key="sparkify-local", region_name="us-east-1")
+    return stack.service("s3").client()
 
 
 @pytest.fixture(scope="module")
