@@ -9,7 +9,6 @@ from datetime import datetime
 from functools import lru_cache
 from pathlib import Path
 
-import boto3
 import psycopg
 
 from scripts.upload_data import upload_dir
@@ -63,10 +62,7 @@ def _iso(moment: datetime | str) -> str:
 
 
 def s3_client(stack):
-    return boto3.client(
-        "s3", endpoint_url=stack.s3_endpoint, aws_access_key_id="sparkify-local",
-        aws_secret_access_key="sparkify-local", region_name="us-east-1",
-    )
+    return stack.service("s3").client()
 
 
 def replace_bucket_contents(stack, data_dir: Path) -> None:
