@@ -251,18 +251,19 @@ def test_postgres_crashes_mid_fact_load(warehouse, dataset, clean, order, tmp_pa
     run_tasks(["all"], "fact_first", WINDOW, tmp_path / "first.log")
     assert warehouse_state(stack) == clean, "a second clean run differs from the first"
 
-    # Hold loaded_hours so the re-run blocks after replacing songplays, before it commits.
+    # Keep writers out of stale_hours (readers may go on), so the re-run blocks after replacing
+    # songplays, when it deletes the queue rows it took, before it commits.
     import psycopg
 
     blocker = psycopg.connect(stack.warehouse_conninfo)
-    blocker.execute("LOCK TABLE loaded_hours IN ACCESS EXCLUSIVE MODE")
+    blocker.execute("LOCK TABLE stale_hours IN SHARE MODE")
     rerun_tasks = [task for task in order if task == "load_songplays_fact"
                    or task in {"load_users_dim", "load_time_dim"} or task.startswith("quality_checks.")]
     attempt = TaskProcess(rerun_tasks, "fact_rerun", WINDOW, tmp_path / "attempt-1.log")
     waiting = wait_for(lambda: rows(stack, (
         "SELECT pid, backend_xid::text FROM pg_stat_activity "
         "WHERE wait_event_type = 'Lock' AND query LIKE %s AND backend_xid IS NOT NULL"
-    ), ("%INSERT INTO loaded_hours%",)), "the fact load to block on loaded_hours", process=attempt)
+    ), ("%DELETE FROM stale_hours%",)), "the fact load to block on stale_hours", process=attempt)
     pid = waiting[0][0]
     held = {mode for mode, in rows(stack, (
         "SELECT mode FROM pg_locks WHERE pid = %s AND granted AND relation = 'songplays'::regclass"
