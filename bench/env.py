@@ -28,10 +28,6 @@ from bench.config import REPO, code_dir
 log = logging.getLogger("bench")
 
 RESULT_MARK = "BENCH_RESULT "
-CREATE_ORDER = (
-    "staging_events", "staging_songs", "stage_load_ledger", "stage_rejects", "loaded_hours",
-    "songplays", "users", "songs", "artists", "time",
-)
 
 
 def free_port() -> int:
@@ -92,11 +88,14 @@ def create_database(stack, dbname: str) -> None:
         conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(dbname)))
 
 
-def render_create_sql(tables=CREATE_ORDER) -> str:
-    """include/sql/create/*.sql rendered for PostgreSQL, in the DAG's create_tables order."""
+def render_create_sql() -> str:
+    """Every table's include/sql/create/*.sql of the measured code, rendered for PostgreSQL
+    (the tables reference no other, so any order creates them)."""
     import jinja2
 
-    env = jinja2.Environment(loader=jinja2.FileSystemLoader(str(code_dir() / "include" / "sql")))
+    sql_dir = code_dir() / "include" / "sql"
+    env = jinja2.Environment(loader=jinja2.FileSystemLoader(str(sql_dir)))
+    tables = sorted(path.stem for path in (sql_dir / "create").glob("*.sql") if path.stem != "create_tables_lock")
     return "\n".join(env.get_template(f"create/{table}.sql").render(dialect="postgres") for table in tables)
 
 
