@@ -29,14 +29,15 @@ from __future__ import annotations
 from airflow.sdk import DAG, Param
 
 from sparkify.dag_defaults import DEFAULT_ARGS, SQL_DIR, START_DATE
-from sparkify.operators.report import STAR_ASSETS, AnalyticsReportOperator
+from sparkify.catalog import star_assets
+from sparkify.operators.report import AnalyticsReportOperator
 
 QUERIES = ("top_songs", "top_artists", "plays_by_hour", "level_share", "active_users_per_day")
 
 with DAG(
     dag_id="sparkify_analytics",
     description="Analytics report (CSV + chart) on the star schema, after each load",
-    schedule=list(STAR_ASSETS.values()),
+    schedule=list(star_assets().values()),
     start_date=START_DATE,
     catchup=False,
     max_active_runs=1,

@@ -14,8 +14,9 @@ from __future__ import annotations
 
 from airflow.sdk import DAG
 
+from sparkify.catalog import WAREHOUSE_CONN_ID
 from sparkify.dag_defaults import DEFAULT_ARGS, SQL_DIR, START_DATE
-from sparkify.operators import TableChecksOperator
+from sparkify.operators import QualityChecksOperator
 from sparkify.quality import songplays_drift
 
 with DAG(
@@ -30,11 +31,10 @@ with DAG(
     doc_md=__doc__,
     tags=["sparkify", "audit"],
 ) as dag:
-    TableChecksOperator(
+    QualityChecksOperator(
         task_id="songplays_current",
-        conn_id="sparkify_warehouse",
-        table="loaded_hours",
-        row_checks={"songplays_current": songplays_drift("all")},
+        conn_id=WAREHOUSE_CONN_ID,
+        checks={"loaded_hours": {"rows": {"songplays_current": songplays_drift("all")}}},
         doc_md="Every loaded hour's songplays equal those derived from staging now; the failure "
                "report lists the hours that drifted.",
     )

@@ -6,16 +6,18 @@ hour), or the `start`/`end` params of a manual run.
 
 **Data flow**
 
-1. `create_tables` creates any missing table (idempotent).
-2. `stage_events` and `stage_songs` copy **new or changed** S3 objects into `staging_events`
+1. `stage_events` and `stage_songs` copy **new or changed** S3 objects into `staging_events`
    and `staging_songs`. A ledger (`stage_load_ledger`) keyed by object key and ETag skips
    what is already staged; a changed object replaces the rows it staged before. Records that
-   can't be staged go to `stage_rejects` with file, line and reason.
-3. `load_songplays_fact` replaces the window's `songplays` and records the window's hours
-   in `loaded_hours`. `load_time_dim` and `load_users_dim` follow; `load_songs_dim` and
-   `load_artists_dim` merge the staged songs.
+   can't be staged go to `stage_rejects` with file, line and reason. On an empty warehouse (or
+   after the DDL in `include/sql/create` changed) staging first creates the missing tables.
+2. `load_songplays_fact` replaces the window's `songplays` and records the window's hours
+   in `loaded_hours`.
+3. `load_dimensions` merges `songs` and `artists` from the staged songs, then `users` and
+   `time` from the loaded hours, each table in its own transaction.
 4. `quality_checks` verify the window: keys not null and unique, allowed values, references
-   from `songplays` to every dimension, and that `songplays` matches the staged plays.
+   from `songplays` to every dimension, and that `songplays` matches the staged plays. Every
+   check is named in the task's log; a failure lists each failing check.
 
 **Re-run an hour**: clear its run (or its failed task) in the grid; every task replaces
 what it wrote, so re-running changes nothing else.
@@ -24,8 +26,8 @@ what it wrote, so re-running changes nothing else.
 UI's *Backfill* dialog, or trigger one run with `start`/`end` params covering the whole
 window. Runs may go in any order, even concurrently: the warehouse ends up the same.
 
-**Checks**: a failing check fails its task and the log lists the check, its SQL and the
-values found. An empty hour passes every check.
+**Checks**: a failing check fails `quality_checks` and its log lists the check, its SQL, the
+values found and offending rows. An empty hour passes every check.
 """
 
 from __future__ import annotations
@@ -33,32 +35,20 @@ from __future__ import annotations
 import os
 from datetime import timedelta
 
-from airflow.sdk import DAG, AsyncCallback, DeadlineAlert, DeadlineReference, Param, TaskGroup
+from airflow.sdk import DAG, AsyncCallback, DeadlineAlert, DeadlineReference, Param
 from airflow.timetables.interval import CronDataIntervalTimetable
 
 from sparkify.alerts import SparkifyNotifier
+from sparkify.catalog import AWS_CONN_ID, DIMENSION_TABLES, EVENTS_KEY, SONGS_PREFIX, WAREHOUSE_CONN_ID, star_assets
 from sparkify.dag_defaults import DEFAULT_ARGS, SQL_DIR, START_DATE
-from sparkify.operators import (
-    ColumnChecksOperator,
-    LoadDimensionOperator,
-    LoadFactOperator,
-    StageToRedshiftOperator,
-    TableChecksOperator,
-    WarehouseSQLOperator,
-)
-from sparkify.operators.report import STAR_ASSETS
-from sparkify.quality import QUALITY_CHECKS, window_clause
+from sparkify.operators import LoadDimensionOperator, LoadFactOperator, QualityChecksOperator, StageToRedshiftOperator
+from sparkify.quality import QUALITY_CHECKS
 from sparkify.window import run_window
 
-AWS_CONN_ID = "sparkify_aws"
-WAREHOUSE_CONN_ID = "sparkify_warehouse"
 BUCKET = "{{ var.value.get('sparkify_bucket', 'udacity-dend') }}"
 REGION = "{{ var.value.get('sparkify_region', 'us-west-2') }}"
 WINDOW_START = "{{ run_window(params, data_interval_start, data_interval_end)[0] }}"
 WINDOW_END = "{{ run_window(params, data_interval_start, data_interval_end)[1] }}"
-STAR_TABLES = ("songplays", "users", "songs", "artists", "time")
-SUPPORT_TABLES = ("staging_events", "staging_songs", "stage_load_ledger", "stage_rejects", "stage_missing_objects",
-                  "loaded_hours", "stale_hours", "stale_users", "stale_song_matches")
 HOUR_PATTERN = r"^\d{4}-\d{2}-\d{2}[T ]\d{2}:00(:00)?(Z|[+-]00:?00)?$"
 # A run not finished this long after it was queued raises a Deadline Alert (sparkify.alerts).
 RUN_DEADLINE = timedelta(minutes=float(os.environ.get("SPARKIFY_RUN_DEADLINE_MINUTES", "30")))
@@ -106,22 +96,11 @@ with DAG(
     doc_md=__doc__,
     tags=["sparkify", "etl", "hourly"],
 ) as dag:
-    create_tables = WarehouseSQLOperator(
-        task_id="create_tables",
-        conn_id=WAREHOUSE_CONN_ID,
-        sql=["create/create_tables_lock.sql", *(f"create/{table}.sql" for table in (*SUPPORT_TABLES, *STAR_TABLES))],
-        doc_md=(
-            "**Creates every table that is missing** (`CREATE TABLE IF NOT EXISTS`): staging, the "
-            "ledger, rejects, `loaded_hours` and the star schema. Safe to re-run; never drops data.\n\n"
-            "SQL: `include/sql/create/<table>.sql` (Redshift DISTKEY/SORTKEY, PostgreSQL indexes)."
-        ),
-    )
-
     stage_events = StageToRedshiftOperator(
         task_id="stage_events",
         table="staging_events",
         s3_bucket=BUCKET,
-        s3_key="log_data/{day:%Y}/{day:%m}/{day:%Y-%m-%d}-events.json",
+        s3_key=EVENTS_KEY,
         window_start=WINDOW_START,
         window_end=WINDOW_END,
         json_format=f"s3://{BUCKET}/log_json_path.json",
@@ -146,7 +125,9 @@ with DAG(
             "- **Late or changed events** for hours already loaded are queued in `stale_hours`; the "
             "log lists those hours, and this run's loads refresh them.\n"
             "- A staged file no longer in S3 is logged and recorded in `stage_missing_objects`; its rows "
-            "stay unless the `remove_deleted_objects` param is on."
+            "stay unless the `remove_deleted_objects` param is on.\n"
+            "- On an empty warehouse, or when `include/sql/create` changed, it first creates the missing "
+            "tables; otherwise the log says `schema: current`."
         ),
     )
 
@@ -154,7 +135,7 @@ with DAG(
         task_id="stage_songs",
         table="staging_songs",
         s3_bucket=BUCKET,
-        s3_key="song_data/",
+        s3_key=SONGS_PREFIX,
         json_format="auto",
         region=REGION,
         max_errors="{{ params.max_errors }}",
@@ -180,7 +161,7 @@ with DAG(
         window_start=WINDOW_START,
         window_end=WINDOW_END,
         redshift_conn_id=WAREHOUSE_CONN_ID,
-        outlets=[STAR_ASSETS["songplays"]],
+        outlets=[star_assets()["songplays"]],
         doc_md=(
             "**Replaces the window's `songplays`** in one transaction: deletes the rows with "
             "`start_time` in [start, end) and inserts one row per `NextSong` event by a known user. "
@@ -193,52 +174,45 @@ with DAG(
         ),
     )
 
-    dimension_mode = "{{ 'truncate-insert' if params.full_refresh else 'merge' }}"
     DIMENSION_DOCS = {
-        "users": "**Loads `users`** from each user's latest event (by `ts`) in any loaded hour; "
-                 "`merge` refreshes the users seen in the window, `full_refresh` rebuilds all.",
-        "songs": "**Loads `songs`** from `staging_songs`, one row per `song_id` (a fixed ordering "
-                 "decides when files disagree); `merge` upserts and removes keys no longer staged, `full_refresh` rebuilds.",
-        "artists": "**Loads `artists`** from `staging_songs`, one row per `artist_id`, preferring "
-                   "rows with a location; `merge` upserts and removes keys no longer staged, `full_refresh` rebuilds.",
-        "time": "**Loads `time`**: one row per distinct `songplays.start_time` in the window, with "
-                "hour, day, week, month, year and weekday in UTC (always `merge`).",
+        "songs": "`songs` from `staging_songs`, one row per `song_id` (a fixed ordering decides when files "
+                 "disagree); `merge` upserts and removes keys no longer staged.",
+        "artists": "`artists` from `staging_songs`, one row per `artist_id`, preferring rows with a location; "
+                   "`merge` upserts and removes keys no longer staged.",
+        "users": "`users` from each user's latest event (by `ts`) in any loaded hour; `merge` refreshes the "
+                 "users seen in the window.",
+        "time": "`time`: one row per distinct `songplays.start_time` of the hours this run loaded, with hour, "
+                "day, week, month, year and weekday in UTC (always merged).",
     }
-    load_dimensions = {
-        table: LoadDimensionOperator(
-            task_id=f"load_{table}_dim",
-            table=table,
-            sql=f"load/{table}.sql",
-            mode=dimension_mode if table != "time" else "merge",
-            window_start=WINDOW_START,
-            window_end=WINDOW_END,
-            redshift_conn_id=WAREHOUSE_CONN_ID,
-            outlets=[STAR_ASSETS[table]],
-            doc_md=DIMENSION_DOCS[table] + (
-                f"\n\nThe log shows the mode and `deleted / inserted / updated` counts. "
-                f"Updates the Asset `sparkify.{table}`."
-            ),
-        )
-        for table in ("users", "songs", "artists", "time")
-    }
+    load_dimensions = LoadDimensionOperator(
+        task_id="load_dimensions",
+        sql={table: f"load/{table}.sql" for table in DIMENSION_TABLES},
+        mode="{{ 'truncate-insert' if params.full_refresh else 'merge' }}",
+        window_start=WINDOW_START,
+        window_end=WINDOW_END,
+        redshift_conn_id=WAREHOUSE_CONN_ID,
+        outlets=[star_assets()[table] for table in DIMENSION_TABLES],
+        doc_md=(
+            "**Loads the dimensions**, each in its own transaction, in this order:\n\n"
+            + "\n".join(f"- {DIMENSION_DOCS[table]}" for table in DIMENSION_TABLES)
+            + "\n\nThe `full_refresh` param rebuilds `songs`, `artists` and `users` instead of merging. "
+            "The log has one group per table with its `deleted / inserted / updated` counts. Updates the "
+            "Assets `sparkify.songs`, `sparkify.artists`, `sparkify.users` and `sparkify.time`."
+        ),
+    )
 
-    with TaskGroup("quality_checks", tooltip="Data-quality checks scoped to the run's window") as quality_checks:
-        for table, spec in QUALITY_CHECKS.items():
-            partition = window_clause(spec["window_column"]) if "window_column" in spec else None
-            if "columns" in spec:
-                ColumnChecksOperator(
-                    task_id=f"{table}_columns", conn_id=WAREHOUSE_CONN_ID, table=table,
-                    column_mapping=spec["columns"], partition_clause=partition, accept_none=True,
-                    doc_md=f"Keys of {table} are not null and unique in the run's window.",
-                )
-            if "rows" in spec or "table" in spec:
-                TableChecksOperator(
-                    task_id=f"{table}_table", conn_id=WAREHOUSE_CONN_ID, table=table,
-                    row_checks=spec.get("rows"), checks=spec.get("table"), partition_clause=partition,
-                    doc_md=f"Allowed values, references and reconciliation for {table}.",
-                )
+    quality_checks = QualityChecksOperator(
+        task_id="quality_checks",
+        conn_id=WAREHOUSE_CONN_ID,
+        checks=QUALITY_CHECKS,
+        doc_md=(
+            "**Data-quality checks of the run's window**, every table's in one query (see "
+            "`sparkify/quality.py`): keys not null and unique, allowed values and ranges, references "
+            "from `songplays` to every dimension, `songplays` = the staged plays, the hours this run "
+            "loaded still match staging, and the ledger's lines read = staged + rejected.\n\n"
+            "The log has a table per table of every check (expected, actual, pass/FAIL). A failure "
+            "lists each failing check with its SQL, the values and up to 5 offending rows."
+        ),
+    )
 
-    create_tables >> [stage_events, stage_songs]
-    stage_songs >> [load_dimensions["songs"], load_dimensions["artists"]]
-    [stage_events, stage_songs] >> load_songplays >> [load_dimensions["users"], load_dimensions["time"]]
-    list(load_dimensions.values()) >> quality_checks
+    [stage_events, stage_songs] >> load_songplays >> load_dimensions >> quality_checks

@@ -97,3 +97,14 @@ class Warehouse:
         with self.transaction() as cursor:
             cursor.execute(sql, parameters)
             return cursor.fetchall()
+
+
+class DialectContextMixin:
+    """Adds ``dialect`` ('postgres' or 'redshift', from the connection type) to an operator's
+    template context, so SQL files express dialect differences in Jinja rather than in Python."""
+
+    warehouse_conn_attr = "conn_id"
+
+    def render_template_fields(self, context: Any, jinja_env: Any = None) -> None:
+        context["dialect"] = Warehouse(getattr(self, self.warehouse_conn_attr)).dialect
+        super().render_template_fields(context, jinja_env)  # type: ignore[misc]

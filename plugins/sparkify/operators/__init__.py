@@ -1,13 +1,10 @@
 from sparkify.operators.load import LoadDimensionOperator, LoadFactOperator
-from sparkify.operators.quality import ColumnChecksOperator, TableChecksOperator
+from sparkify.operators.quality import QualityChecksOperator
 from sparkify.operators.stage import StageToRedshiftOperator
-from sparkify.operators.warehouse_sql import WarehouseSQLOperator
 
 __all__ = [
-    "ColumnChecksOperator",
     "LoadDimensionOperator",
     "LoadFactOperator",
+    "QualityChecksOperator",
     "StageToRedshiftOperator",
-    "TableChecksOperator",
-    "WarehouseSQLOperator",
 ]

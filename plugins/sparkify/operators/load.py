@@ -11,8 +11,7 @@ from typing import TYPE_CHECKING, Any, Sequence
 from airflow.sdk.exceptions import AirflowFailException
 from airflow.sdk import BaseOperator
 
-from sparkify.operators.warehouse_sql import DialectContextMixin
-from sparkify.warehouse import Warehouse, first_code_line, split_statements
+from sparkify.warehouse import DialectContextMixin, Warehouse, first_code_line, split_statements
 from sparkify.window import hours_in_window, resolve_window
 
 if TYPE_CHECKING:
@@ -56,8 +55,9 @@ class _WindowLoadOperator(DialectContextMixin, BaseOperator):
         window_start, window_end = resolve_window(self.window_start, self.window_end)
         return {"window_start": window_start, "window_end": window_end, "run_id": context["run_id"]}
 
-    def _run(self, cursor: Any, sql: str, parameters: dict[str, Any]) -> dict[str, int]:
-        """Run each statement of ``sql``, logging it with its row count; returns rows per verb.
+    def _run(self, cursor: Any, sql: str, parameters: dict[str, Any], table: str) -> dict[str, int]:
+        """Run each statement of ``sql``, logging it with its row count; returns rows written to
+        ``table`` per verb.
         The rows of the last SELECT (a report for the log) are kept in ``self.report``."""
         counts: dict[str, int] = {}
         self.report: list[tuple] = []
@@ -71,7 +71,7 @@ class _WindowLoadOperator(DialectContextMixin, BaseOperator):
             rows = cursor.rowcount if verb in ("INSERT", "UPDATE", "DELETE") else None
             if rows is not None and rows >= 0:
                 written = WRITES.match(first_line)
-                if written and written.group(1).lower() == self.table:  # not the queues and temp tables
+                if written and written.group(1).lower() == table:  # not the queues and temp tables
                     counts[verb] = counts.get(verb, 0) + rows
                 self.log.info("%s: %s rows (%.2f s)", first_line[:100], f"{rows:,}", time.monotonic() - started)
             else:
@@ -82,7 +82,8 @@ class _WindowLoadOperator(DialectContextMixin, BaseOperator):
         """OpenLineage: the tables the rendered SQL reads in and writes out."""
         from sparkify.lineage import sql_lineage
 
-        return sql_lineage(self.warehouse, [self.sql, *filter(None, [getattr(self, "record_hours_sql", None)])])
+        sql = list(self.sql.values()) if isinstance(self.sql, dict) else [self.sql]
+        return sql_lineage(self.warehouse, [*sql, *filter(None, [getattr(self, "record_hours_sql", None)])])
 
     def _log_counts(self, label: str, counts: dict[str, int], parameters: dict[str, Any]) -> None:
         self.log.info(
@@ -114,7 +115,7 @@ class LoadFactOperator(_WindowLoadOperator):
         parameters["loaded_at"] = datetime.now(timezone.utc).replace(tzinfo=None)
         try:
             with self.warehouse.transaction() as cursor:
-                counts = self._run(cursor, self.sql, parameters)
+                counts = self._run(cursor, self.sql, parameters, self.table)
                 if self.record_hours_sql:
                     hours = hours_in_window(parameters["window_start"], parameters["window_end"])
                     for statement in split_statements(self.record_hours_sql):
@@ -144,35 +145,39 @@ class LoadFactOperator(_WindowLoadOperator):
 
 class LoadDimensionOperator(_WindowLoadOperator):
     """
-    Load a dimension table in one transaction.
+    Load dimension tables, each in its own transaction, in the order given.
 
-    ``mode='merge'`` upserts on the key the rows the window touches; ``'truncate-insert'``
-    rebuilds the table. The SQL template branches on ``mode``.
+    ``sql`` maps each table to its template. ``mode='merge'`` upserts on the key the rows the
+    window touches; ``'truncate-insert'`` rebuilds the table (``time`` always merges: it only
+    follows the loaded songplays). The SQL templates branch on ``mode``. One task loads them
+    all: each would cost a task process of its own for a few statements.
     """
 
     template_fields: Sequence[str] = (*_WindowLoadOperator.template_fields, "mode")
     ui_color = "#80BD9E"
 
-    def __init__(self, *, mode: str = "merge", **kwargs: Any) -> None:
-        super().__init__(**kwargs)
+    def __init__(self, *, sql: dict[str, str], mode: str = "merge", **kwargs: Any) -> None:
+        super().__init__(table=", ".join(sql), sql=sql, **kwargs)
         self.mode = mode
 
     def render_template_fields(self, context: Any, jinja_env: Any = None) -> None:
-        # The SQL file branches on the mode, so render the mode first.
+        # The SQL files branch on the mode, so render the mode first.
         self.mode = self.render_template(self.mode, context, jinja_env)
         if self.mode not in DIMENSION_MODES:
             raise AirflowFailException(f"mode {self.mode!r} must be one of {', '.join(DIMENSION_MODES)}")
         context["mode"] = self.mode
         super().render_template_fields(context, jinja_env)
 
-    def execute(self, context: Context) -> dict[str, int]:
+    def execute(self, context: Context) -> dict[str, dict[str, int]]:
         parameters = self._window_parameters(context)
-        self.log.info("::group::Loading %s (mode %s) for [%s, %s)", self.table, self.mode,
-                      parameters["window_start"].isoformat(), parameters["window_end"].isoformat())
-        try:
-            with self.warehouse.transaction() as cursor:
-                counts = self._run(cursor, self.sql, parameters)
-        finally:
-            self.log.info("::endgroup::")
-        self._log_counts(f"{self.table} ({self.mode})", counts, parameters)
-        return counts
+        loaded = {}
+        for table, sql in self.sql.items():
+            self.log.info("::group::Loading %s (mode %s) for [%s, %s)", table, self.mode,
+                          parameters["window_start"].isoformat(), parameters["window_end"].isoformat())
+            try:
+                with self.warehouse.transaction() as cursor:
+                    loaded[table] = self._run(cursor, sql, parameters, table)
+            finally:
+                self.log.info("::endgroup::")
+            self._log_counts(f"{table} ({self.mode})", loaded[table], parameters)
+        return loaded

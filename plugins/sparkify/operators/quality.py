@@ -1,19 +1,69 @@
-"""common.sql's check operators, with the report an operator needs when a check fails.
+"""Data-quality checks, every table's in one task, with the report an operator needs.
 
-Both log a table of every check (expected, actual, pass/fail). When checks fail, the task's
-error lists each failing check with its SQL, the expected and actual values, and a few
-offending rows from the checked window.
+The checks are data (``sparkify.quality.QUALITY_CHECKS``); their SQL follows common.sql's
+check operators: the column checks use ``SQLColumnCheckOperator``'s own expressions, and each
+table's checks run as one query, as ``SQLTableCheckOperator`` runs them. One task for all of
+them costs one task process per run instead of one per table (Airflow's fixed cost per task is
+most of a check's time). The log shows a table of every check (expected, actual, pass/fail);
+when checks fail, the error lists each failing check with its SQL, the expected and actual
+values, and a few offending rows. The results feed OpenLineage's data-quality facets, as the
+provider's operators' do.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, Sequence
 
-from airflow.providers.common.sql.operators.sql import SQLColumnCheckOperator, SQLTableCheckOperator
+from airflow.providers.common.sql.operators.sql import BaseSQLOperator, SQLCheckResult, SQLColumnCheckOperator
 from airflow.sdk.exceptions import AirflowException
 
+from sparkify.quality import window_clause
+
 SAMPLE_ROWS = 5
-EXPECTATIONS = {"equal_to": "=", "greater_than": ">", "geq_to": ">=", "less_than": "<", "leq_to": "<="}
+
+
+@dataclass(frozen=True)
+class Check:
+    """One check on a table: ``actual`` (an aggregate over the checked rows) must equal
+    ``expected`` (a scalar SQL expression); ``offending`` lists rows that explain a failure."""
+
+    table: str
+    name: str
+    check_type: str
+    description: str
+    actual: str
+    expected: str
+    offending: str
+    column: str | None = None
+
+
+def table_checks(table: str, spec: dict, where: str) -> list[Check]:
+    """The checks ``spec`` declares on ``table`` (see sparkify.quality), over the rows ``where``
+    (a WHERE clause, or '') selects."""
+    def also(condition: str) -> str:
+        return f"{where} AND ({condition})" if where else f" WHERE {condition}"
+
+    checks = []
+    for column, kinds in spec.get("columns", {}).items():
+        for kind in kinds:
+            actual = SQLColumnCheckOperator.column_checks[kind].format(column=column)
+            if kind == "unique_check":
+                offending = (f"SELECT {column}, COUNT(*) AS copies FROM {table}{where} "
+                             f"GROUP BY {column} HAVING COUNT(*) > 1 ORDER BY copies DESC")
+            else:
+                offending = f"SELECT * FROM {table}{also(f'{column} IS NULL')}"
+            checks.append(Check(table, f"{column}.{kind}", kind.removesuffix("_check"), f"{column} {kind}",
+                                actual, "0", offending, column))
+    for name, condition in spec.get("rows", {}).items():
+        # CASE, not NOT (...): a row where the condition is NULL doesn't meet it either.
+        checks.append(Check(table, name, "row_condition", condition,
+                            f"COUNT(CASE WHEN {condition} THEN NULL ELSE 1 END)", "0",
+                            f"SELECT * FROM {table}{also(f'(CASE WHEN {condition} THEN 0 ELSE 1 END) = 1')}"))
+    for name, measure in spec.get("table", {}).items():
+        checks.append(Check(table, name, "reconciliation", measure["description"], measure["actual"],
+                            measure["expected"], measure["offending"]))
+    return checks
 
 
 def format_table(rows: list[tuple[str, ...]], header: tuple[str, ...]) -> str:
@@ -22,134 +72,63 @@ def format_table(rows: list[tuple[str, ...]], header: tuple[str, ...]) -> str:
     return "\n".join("  ".join(str(value).ljust(width) for value, width in zip(line, widths)).rstrip() for line in lines)
 
 
-class _ReportMixin:
-    """Runs the provider's checks, logs the results table and, when some fail, raises an
-    error explaining each failing check."""
+class QualityChecksOperator(BaseSQLOperator):
+    """
+    Run the data-quality checks of several tables, each table's checks in one query.
 
-    def _where(self, condition: str | None = None) -> str:
-        clauses = [clause for clause in (self.partition_clause, condition) if clause]
-        return f" WHERE {' AND '.join(f'({clause})' for clause in clauses)}" if clauses else ""
+    :param checks: per table, ``columns`` (column -> common.sql column checks, expected 0),
+        ``rows`` (conditions every checked row must meet) and ``table`` (aggregates that must
+        equal an expected scalar); see sparkify.quality.
+    :param windowed: check only the run's window of the tables that name a ``window_column``
+        (and their rows where it is NULL, which no window holds).
+    """
 
-    def _explain(self, name: str, sql: str, expected: Any, actual: Any, offending_sql: str) -> str:
-        """One failing check: its SQL, expected and actual values, and a few offending rows."""
-        offending_sql = f"{offending_sql} LIMIT {SAMPLE_ROWS}"
-        rows = self.get_db_hook().get_records(offending_sql)
-        shown = "\n".join(f"    {row}" for row in rows) or "    (none found)"
-        return (f"FAILED {name}: expected {expected}, actual {actual}\n  SQL: {sql}\n"
-                f"  offending rows (at most {SAMPLE_ROWS}): {offending_sql}\n{shown}")
+    template_fields: Sequence[str] = (*BaseSQLOperator.template_fields, "checks", "partitions")
+    ui_color = "#d7e8f7"
+
+    def __init__(self, *, checks: dict[str, dict], windowed: bool = True, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.checks = checks
+        self.partitions = {table: window_clause(spec["window_column"])
+                           for table, spec in checks.items() if windowed and "window_column" in spec}
+        self.sql: list[str] = []  # the queries run: OpenLineage reads their tables as inputs
 
     def execute(self, context: Any) -> None:
-        try:
-            super().execute(context)
-        except AirflowException as err:
-            failures = self._failures()
-            self._log_report()
-            if not failures:  # e.g. the check query returned no rows: the provider's error says it
-                raise
-            # The task log shows this error in full, with the provider's chained as its cause.
-            raise type(err)(f"{len(failures)} failing check(s) on {self.table}:\n" + "\n".join(failures)) from err
-        self.log.info("%s: all %d checks passed", self.table, self._log_report())
+        hook = self.get_db_hook()
+        failures: list[str] = []
+        for table, spec in self.checks.items():
+            where = f" WHERE {self.partitions[table]}" if table in self.partitions else ""
+            checks = table_checks(table, spec, where)
+            measures = ", ".join(f"{check.actual}, {check.expected}" for check in checks)
+            query = f"SELECT {measures} FROM {table}{where}"
+            self.sql.append(query)
+            row = hook.get_first(query)
+            report, failing = [], []
+            for index, check in enumerate(checks):
+                actual, expected = row[2 * index], row[2 * index + 1]
+                if actual is None and check.column:  # SUM over no rows: an empty window has no nulls
+                    actual = 0
+                success = actual == expected
+                report.append((check.name, f"= {expected}", str(actual), "pass" if success else "FAIL"))
+                self.check_results.append(SQLCheckResult(
+                    name=check.name, check_type=check.check_type, success=success, column=check.column,
+                    table=table, expected=f"= {expected}", actual=str(actual), description=check.description,
+                    content=f"SELECT {check.expected} AS expected, {check.actual} AS actual FROM {table}{where}",
+                ))
+                if not success:
+                    failing.append(self._explain(hook, check, expected, actual, where))
+            self.log.info("Checks on %s:\n%s", table, format_table(report, ("check", "expected", "actual", "result")))
+            if failing:
+                failures.append(f"{len(failing)} failing check(s) on {table}:\n" + "\n".join(failing))
+        if failures:
+            raise AirflowException("\n".join(failures))
+        self.log.info("all %d checks passed on %s", len(self.check_results), ", ".join(self.checks))
 
-    def _log_report(self) -> int:
-        report = self._report_rows()
-        if report:
-            self.log.info("Checks on %s:\n%s", self.table, format_table(report, ("check", "expected", "actual", "result")))
-        return len(report)
-
-
-class ColumnChecksOperator(_ReportMixin, SQLColumnCheckOperator):
-    """``SQLColumnCheckOperator`` that reports every check and explains failing ones."""
-
-    def _results(self):
-        for column, checks in self.column_mapping.items():
-            for check, values in checks.items():
-                if "success" in values:
-                    expected = ", ".join(f"{op} {values[key]}" for key, op in EXPECTATIONS.items() if key in values)
-                    yield column, check, expected, values
-
-    def _report_rows(self) -> list[tuple[str, ...]]:
-        return [(f"{column}.{check}", expected, str(values["result"]), "pass" if values["success"] else "FAIL")
-                for column, check, expected, values in self._results()]
-
-    def _failures(self) -> list[str]:
-        failures = []
-        for column, check, expected, values in self._results():
-            if values["success"]:
-                continue
-            sql = f"SELECT {self.column_checks[check].format(column=column)} FROM {self.table}{self._where()}"
-            if check == "unique_check":
-                offending = (f"SELECT {column}, COUNT(*) AS copies FROM {self.table}{self._where()} "
-                             f"GROUP BY {column} HAVING COUNT(*) > 1 ORDER BY copies DESC")
-            else:
-                offending = f"SELECT * FROM {self.table}{self._where(f'{column} IS NULL')}"
-            failures.append(self._explain(f"{self.table}.{column}.{check}", sql, expected, values["result"], offending))
-        return failures
-
-
-class TableChecksOperator(_ReportMixin, SQLTableCheckOperator):
-    """
-    ``SQLTableCheckOperator`` whose checks are measures, declared as data:
-
-    * ``row_checks``: a condition every row in the partition must meet; the measure is the
-      number of rows that don't (expected 0), and the offending rows are those rows;
-    * ``checks``: ``actual`` (an aggregate over the partition) must equal ``expected`` (a
-      scalar query); ``offending`` queries rows that explain a difference.
-
-    The provider runs every check in one query; a failing check's values and rows are queried
-    only when it fails.
-    """
-
-    template_fields = (*SQLTableCheckOperator.template_fields, "measures")
-
-    def __init__(self, *, table: str, row_checks: dict[str, str] | None = None, checks: dict | None = None,
-                 partition_clause: str | None = None, **kwargs: Any):
-        where = f" WHERE ({partition_clause}) AND" if partition_clause else " WHERE"
-        self.measures = {
-            name: {
-                "description": condition,
-                # CASE, not NOT (...): a row where the condition is NULL doesn't meet it either.
-                "actual": f"COUNT(CASE WHEN {condition} THEN NULL ELSE 1 END)",
-                "expected": "0",
-                "offending": f"SELECT * FROM {table}{where} (CASE WHEN {condition} THEN 0 ELSE 1 END) = 1",
-            }
-            for name, condition in (row_checks or {}).items()
-        }
-        self.measures.update(checks or {})
-        super().__init__(
-            table=table, partition_clause=partition_clause,
-            checks={name: {"check_statement": f"{m['actual']} = {m['expected']}"} for name, m in self.measures.items()},
-            **kwargs,
-        )
-
-    def _build_check_results(self, records: Any) -> list:
-        # The provider's results feed OpenLineage's data-quality facets: describe each check
-        # by what it measures rather than the provider's generic wording.
-        results = super()._build_check_results(records)
-        for result in results:
-            if result.name in self.measures:
-                result.description = self.measures[result.name]["description"]
-        return results
-
-    def _report_rows(self) -> list[tuple[str, ...]]:
-        rows = []
-        for name, values in self.checks.items():
-            if "success" not in values:
-                continue
-            # A passing check measured actual = expected; _failures measured the failing ones.
-            passed = ("0", "0") if self.measures[name]["expected"] == "0" else ("expected", "equal")
-            expected, actual = values.get("measured", passed)
-            rows.append((name, f"= {expected}", str(actual), "pass" if values["success"] else "FAIL"))
-        return rows
-
-    def _failures(self) -> list[str]:
-        failures = []
-        for name, values in self.checks.items():
-            if values.get("success", True):
-                continue
-            measure = self.measures[name]
-            sql = f"SELECT {measure['expected']} AS expected, {measure['actual']} AS actual FROM {self.table}{self._where()}"
-            expected, actual = self.get_db_hook().get_first(sql) or (None, None)
-            values["measured"] = (expected, actual)
-            failures.append(self._explain(f"{self.table}.{name} ({measure['description']})", sql, f"= {expected}",
-                                          actual, measure["offending"]))
-        return failures
+    def _explain(self, hook: Any, check: Check, expected: Any, actual: Any, where: str) -> str:
+        """One failing check: its SQL, expected and actual values, and a few offending rows."""
+        sql = f"SELECT {check.expected} AS expected, {check.actual} AS actual FROM {check.table}{where}"
+        offending = f"{check.offending} LIMIT {SAMPLE_ROWS}"
+        shown = "\n".join(f"    {row}" for row in hook.get_records(offending)) or "    (none found)"
+        title = f"{check.table}.{check.name}" + ("" if check.column else f" ({check.description})")
+        return (f"FAILED {title}: expected = {expected}, actual {actual}\n  SQL: {sql}\n"
+                f"  offending rows (at most {SAMPLE_ROWS}): {offending}\n{shown}")

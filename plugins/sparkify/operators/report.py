@@ -19,34 +19,15 @@ from decimal import Decimal
 from functools import cached_property
 from typing import TYPE_CHECKING, Any, Sequence
 
-from airflow.sdk import Asset, BaseOperator
+from airflow.sdk import BaseOperator
 from airflow.sdk.exceptions import AirflowFailException
 
 from sparkify.buckets import require_bucket
-from sparkify.operators.warehouse_sql import DialectContextMixin
-from sparkify.warehouse import Warehouse
+from sparkify.warehouse import DialectContextMixin, Warehouse
 
 if TYPE_CHECKING:
     from airflow.providers.amazon.aws.hooks.s3 import S3Hook
     from airflow.sdk import Context
-
-STAR_TABLES = ("songplays", "users", "songs", "artists", "time")
-ASSET_GROUP = "sparkify-warehouse"
-
-
-def star_asset(table: str) -> Asset:
-    """The Asset for one star-schema table.
-
-    ``x-`` schemes are Airflow's convention for URIs without provider semantics: the same
-    logical table lives in PostgreSQL locally and in Redshift in production, so the URI
-    names the warehouse and table rather than a host.
-    """
-    if table not in STAR_TABLES:
-        raise ValueError(f"{table!r} is not a star-schema table ({', '.join(STAR_TABLES)})")
-    return Asset(name=f"sparkify.{table}", uri=f"x-sparkify://warehouse/public/{table}", group=ASSET_GROUP)
-
-
-STAR_ASSETS = {table: star_asset(table) for table in STAR_TABLES}
 
 SAFE_KEY_PART = re.compile(r"[^A-Za-z0-9._=-]+")
 TABLE_PREVIEW_ROWS = 50

@@ -102,6 +102,9 @@ class StageToRedshiftOperator(BaseOperator):
     :param remove_deleted_objects: remove the staged rows of objects no longer listed (deleted or
         expired in S3). Off by default: raw data expiring must not erase warehouse history, so a
         missing object is only recorded in ``stage_missing_objects`` and logged.
+    :param create_tables: first create the warehouse's missing tables, unless the DDL recorded
+        in ``schema_version`` is current (sparkify.schema): an empty warehouse's first run works
+        and later runs pay one query.
     """
 
     template_fields: Sequence[str] = (
@@ -125,6 +128,7 @@ class StageToRedshiftOperator(BaseOperator):
         upsert_keys: Sequence[str] = (),
         stale_sql: str | None = None,
         remove_deleted_objects: bool | str = False,
+        create_tables: bool = True,
         manifest_prefix: str = "manifests",
         aws_conn_id: str = "aws_default",
         redshift_conn_id: str = "redshift_default",
@@ -142,6 +146,7 @@ class StageToRedshiftOperator(BaseOperator):
         self.upsert_keys = list(upsert_keys)
         self.stale_sql = stale_sql
         self.remove_deleted_objects = remove_deleted_objects
+        self.create_tables = create_tables
         self.manifest_prefix = manifest_prefix
         self.aws_conn_id = aws_conn_id
         self.redshift_conn_id = redshift_conn_id
@@ -165,6 +170,8 @@ class StageToRedshiftOperator(BaseOperator):
         except ValueError:
             raise AirflowFailException(f"max_errors={self.max_errors!r} is not an integer") from None
         require_bucket(self.s3, self.s3_bucket)
+        if self.create_tables:
+            self._ensure_tables(context["run_id"])
 
         keys = self._keys()
         urls = [f"s3://{self.s3_bucket}/{key}" for key in keys]
@@ -205,6 +212,16 @@ class StageToRedshiftOperator(BaseOperator):
                 f"{totals['rows_staged'] / max(totals['seconds'], 1e-9):,.0f}",
             )
         return {"objects_listed": len(listed), "objects_new": len(new), "objects_missing": len(missing), **totals}
+
+    def _ensure_tables(self, run_id: str) -> None:
+        from sparkify.schema import ensure_tables
+
+        started = time.monotonic()
+        if ensure_tables(self.warehouse, self._sql, run_id):
+            self.log.info("schema: created the missing tables (include/sql/create) in %.2f s; "
+                          "later runs skip the DDL while it is unchanged", time.monotonic() - started)
+        else:
+            self.log.info("schema: current (the DDL recorded in schema_version is this code's)")
 
     # -- which objects ------------------------------------------------------------------
 
@@ -444,7 +461,7 @@ class StageToRedshiftOperator(BaseOperator):
 
         rows = self.warehouse.get_records(self._sql("stage/columns.sql"), {"table": self.table})
         if not rows:
-            raise AirflowFailException(f"staging table {self.table!r} does not exist; run create_tables first")
+            raise AirflowFailException(f"staging table {self.table!r} does not exist; its DDL is in include/sql/create")
         # The names go into the COPY's column list: only plain identifiers are let through.
         return [Column(validate_identifier(name, "column"), data_type, length, nullable == "YES")
                 for name, data_type, length, nullable in rows]
