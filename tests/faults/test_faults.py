@@ -27,7 +27,6 @@ holding the dataset with its original ETags; the module leaves an empty warehous
 from __future__ import annotations
 
 import signal
-import sys
 import time
 from dataclasses import dataclass
 from datetime import date, datetime
@@ -35,19 +34,15 @@ from pathlib import Path
 
 import pytest
 
-INTEGRATION = Path(__file__).resolve().parents[1] / "integration"
-if str(INTEGRATION) not in sys.path:
-    sys.path.append(str(INTEGRATION))
-
-from fault_tools import (  # noqa: E402
+from fault_tools import (
     STAGING_TABLES, TaskProcess, backend_gone, crash_postgres, forget_metadata_connections, incomplete_read,
     object_rows, rows, run_tasks, staging_integrity, wait_for, wait_for_copy, warehouse_state,
 )
-from model import expected_warehouse, read_events, read_songs  # noqa: E402
-from pipeline import reset_warehouse, s3_client  # noqa: E402
-from scripts.sample_data import generate  # noqa: E402
-from scripts.stack.processes import file_size as log_size, log_since  # noqa: E402
-from scripts.upload_data import make_client, upload_dir  # noqa: E402
+from support.model import expected_warehouse, read_events, read_songs
+from support.pipeline import reset_warehouse, s3_client
+from scripts.sample_data import generate
+from scripts.stack.processes import file_size as log_size, log_since
+from scripts.upload_data import make_client, upload_dir
 
 WINDOW = ("2018-11-01T10:00:00Z", "2018-11-01T14:00:00Z")
 MODEL_WINDOW = (datetime(2018, 11, 1, 10), datetime(2018, 11, 1, 14))

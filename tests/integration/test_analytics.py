@@ -24,10 +24,9 @@ from functools import lru_cache
 import psycopg
 import pytest
 
-from alert_servers import slack_webhook  # noqa: F401 (a fixture)
-from conftest import REPO
-from model import expected_warehouse, read_events, read_songs
-from pipeline import etl_dag, replace_bucket_contents, reset_warehouse, run_window, s3_client
+from support import REPO
+from support.model import expected_warehouse, read_events, read_songs
+from support.pipeline import etl_dag, replace_bucket_contents, reset_warehouse, run_window, s3_client
 from scripts.sample_data import generate
 
 DAY1 = (datetime(2018, 11, 1), datetime(2018, 11, 2))

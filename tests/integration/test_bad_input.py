@@ -17,8 +17,8 @@ from pathlib import Path
 import pytest
 from airflow.sdk.exceptions import AirflowFailException
 
-from conftest import free_port
-from pipeline import query, replace_bucket_contents, reset_warehouse, run_window, s3_client, stage_operator
+from support.ports import free_port
+from support.pipeline import query, replace_bucket_contents, reset_warehouse, run_window, s3_client, stage_operator
 from scripts.sample_data import generate
 
 EVENTS_KEY = "log_data/2018/11/2018-11-01-events.json"

@@ -14,9 +14,9 @@ from datetime import date, datetime, timedelta, timezone
 
 import pytest
 
-from model import event_time, expected_warehouse, read_events, read_songs
-from pipeline import assert_matches_model as matches_model
-from pipeline import (
+from support.model import event_time, expected_warehouse, read_events, read_songs
+from support.pipeline import assert_matches_model as matches_model
+from support.pipeline import (
     etl_dag, execute, query, replace_bucket_contents, reset_warehouse, run_dag, run_scheduled, run_window, s3_client,
     star_snapshot, task_result, write_lines,
 )
@@ -207,7 +207,7 @@ def test_concurrent_runs_give_the_same_warehouse(dataset, stack):
     assert run_window("2030-01-01T00:00:00Z", "2030-01-01T01:00:00Z").state == "success"
 
     code = (
-        "import sys; from pipeline import run_window; "
+        "import sys; from support.pipeline import run_window; "
         "sys.exit(0 if run_window(sys.argv[1], sys.argv[2]).state == 'success' else 1)"
     )
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}

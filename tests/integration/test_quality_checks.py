@@ -18,8 +18,8 @@ from typing import Callable
 import psycopg
 import pytest
 
-from model import event_time, expected_warehouse, read_events, read_songs
-from pipeline import replace_bucket_contents, reset_warehouse, run_dag, run_window
+from support.model import event_time, expected_warehouse, read_events, read_songs
+from support.pipeline import replace_bucket_contents, reset_warehouse, run_dag, run_window
 from scripts.sample_data import generate
 
 WINDOW = ("2018-11-01T10:00:00Z", "2018-11-01T12:00:00Z")

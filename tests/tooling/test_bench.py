@@ -9,13 +9,12 @@ import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from pathlib import Path
 
 import pytest
 
 from bench.stats import Figure, summary
+from support import REPO
 
-REPO = Path(__file__).resolve().parents[2]
 DELAY = 0.25
 
 

@@ -40,12 +40,13 @@ import pytest
 from celery.states import READY_STATES as READY
 from psycopg import sql
 
-from integration.pipeline import star_snapshot
 from scripts.pipeline import ANALYTICS_DAG_ID, AirflowAPI, PipelineError, parse_hour, wait_for
 from scripts.sample_data import generate
 from scripts.stack import REPO_ROOT, LocalStack, PortInUseError, StackError
 from scripts.upload_data import upload_dir
-from test_stack import listening_addresses
+from support.pipeline import star_snapshot
+from support.ports import free_ports
+from support.processes import listening_addresses
 
 needs_redis = pytest.mark.skipif(
     shutil.which("redis-server") is None,
@@ -84,15 +85,6 @@ class Outcome:
     status: dict[str, bool] = field(default_factory=dict)
     seconds: dict[str, float] = field(default_factory=dict)
     manual_run: ManualRun | None = None
-
-
-def free_ports(count: int) -> list[int]:
-    ports: set[int] = set()
-    while len(ports) < count:
-        with socket.socket() as sock:
-            sock.bind(("127.0.0.1", 0))
-            ports.add(sock.getsockname()[1])
-    return sorted(ports)
 
 
 def make_state_dir(tag: str) -> Path:

@@ -17,11 +17,11 @@ from pathlib import Path
 
 import pytest
 
-from conftest import free_port
+from support import REPO
+from support.ports import free_port
 from scripts.stack import SERVER_ACCOUNT, STATE_MARKER, StackConfig
 from scripts.stack.pg_install import PgPlaces
 
-REPO = Path(__file__).resolve().parent.parent
 
 pytestmark = [
     pytest.mark.slow,

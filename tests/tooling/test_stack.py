@@ -30,26 +30,15 @@ import psycopg
 import pytest
 
 from scripts.stack import (
-    AIRFLOW_COMPONENTS, PG_BIN_VAR, REPO_ROOT, SERVER_ACCOUNT, STATE_MARKER, LocalStack, PortInUseError, StackError,
+    AIRFLOW_COMPONENTS, PG_BIN_VAR, REPO_ROOT, SERVER_ACCOUNT, LocalStack, PortInUseError, StackError,
     pid_alive,
 )
+from support.ports import free_port, free_ports
+from support.processes import listening_addresses
 
 pytestmark = pytest.mark.timeout(180)
 
 OPENER = urllib.request.build_opener(urllib.request.ProxyHandler({}))
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def free_ports(count: int) -> list[int]:
-    ports: set[int] = set()
-    while len(ports) < count:
-        ports.add(free_port())
-    return sorted(ports)
 
 
 def make_state_dir(tag: str) -> Path:
@@ -73,41 +62,6 @@ def http(method: str, url: str, body: dict | None = None, timeout: float = 10) -
 
 def read_pid(stack: LocalStack, name: str) -> int:
     return int((stack.run_dir / f"{name}.pid").read_text())
-
-
-def listening_addresses(*leaders: int, state_dir: Path | None = None) -> list[str]:
-    """``host:port`` of every listening TCP socket held by the processes ``leaders``, their process
-    groups, and (with ``state_dir``) any process carrying that stack's environment marker."""
-    marker = f"{STATE_MARKER}={state_dir}".encode() if state_dir is not None else None
-    inodes = set()
-    for proc in Path("/proc").iterdir():
-        if not proc.name.isdigit():
-            continue
-        try:
-            pid = int(proc.name)
-            ours = pid in leaders or os.getpgid(pid) in leaders
-            if not ours and marker is not None:
-                ours = marker in (proc / "environ").read_bytes().split(b"\0")
-            if not ours:
-                continue
-            for fd in (proc / "fd").iterdir():
-                target = os.readlink(fd)
-                if target.startswith("socket:["):
-                    inodes.add(target[8:-1])
-        except OSError:  # the process exited meanwhile, or is not ours to read
-            continue
-    found = []
-    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
-        for line in Path(table).read_text().splitlines()[1:]:
-            fields = line.split()
-            if fields[3] == "0A" and fields[9] in inodes:  # 0A: LISTEN
-                address, port = fields[1].rsplit(":", 1)
-                if len(address) == 8:  # IPv4, little-endian hex
-                    host = socket.inet_ntoa(bytes.fromhex(address)[::-1])
-                else:
-                    host = "[" + bytes.fromhex(address).hex() + "]"
-                found.append(f"{host}:{int(port, 16)}")
-    return sorted(found)
 
 
 def start_sleeper(*extra_args: str) -> subprocess.Popen:
