@@ -199,7 +199,8 @@ def test_s3_endpoint_stops_mid_stage(warehouse, dataset, clean, order, tmp_path)
     assert_nothing_staged(stack)
     assert rows(stack, "SELECT count(*) FROM songplays")[0][0] == 0
 
-    songs_ledger = rows(stack, "SELECT s3_key, etag, loaded_at FROM stage_load_ledger WHERE table_name = 'staging_songs' ORDER BY s3_key")
+    songs_ledger_sql = "SELECT s3_key, etag, loaded_at FROM stage_load_ledger WHERE table_name = 'staging_songs' ORDER BY s3_key"
+    songs_ledger = rows(stack, songs_ledger_sql)
     assert len(songs_ledger) == len(dataset.lines["staging_songs"])
 
     # moto keeps objects in memory: it restarts empty. The same bytes give the same ETags,
@@ -208,8 +209,7 @@ def test_s3_endpoint_stops_mid_stage(warehouse, dataset, clean, order, tmp_path)
     upload_dataset(stack, dataset.path)
     assert bucket_etags(stack) == dataset.etags
     run_tasks(attempt.remaining(tasks), "fault_s3", WINDOW, tmp_path / "attempt-2.log")
-    assert rows(stack, "SELECT s3_key, etag, loaded_at FROM stage_load_ledger WHERE table_name = 'staging_songs' ORDER BY s3_key") \
-        == songs_ledger, "the retry staged unchanged song files again"
+    assert rows(stack, songs_ledger_sql) == songs_ledger, "the retry staged unchanged song files again"
     assert_like_clean(
         stack, clean, dataset, "S3 endpoint stopped mid-stage", started,
         f"stopped after {progress.tuples:,}/{EVENTS:,} rows copied, body cut at {cut[0]:,} of {cut[1]:,} bytes",

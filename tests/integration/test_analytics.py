@@ -1,7 +1,7 @@
 """sparkify_analytics against a real PostgreSQL and S3 endpoint: the ETL loads a small star
 schema (dag.test), the analytics DAG publishes its report to the bucket, and every number in
 the CSVs is checked against values computed in plain Python from the JSON files
-(tests/model.py), never from the SQL under test.
+(tests/support/model.py), never from the SQL under test.
 
 Also covers the wiring around it: the star-schema Assets that schedule the report, the
 failure notifier (to a local Slack-style webhook) and the Deadline Alert callback.

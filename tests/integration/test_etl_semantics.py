@@ -1,5 +1,5 @@
 """sparkify_etl against a real PostgreSQL and S3 endpoint, checked against an independent
-Python model of the expected warehouse (tests/model.py)."""
+Python model of the expected warehouse (tests/support/model.py)."""
 
 from __future__ import annotations
 
@@ -265,7 +265,8 @@ def test_changed_song_files_replace_their_songs_and_artists(dataset, stack, tmp_
     # Songs alone in their file and the only song of their artist, so each row has one source;
     # the edited one is played in the window, so its plays lose their match.
     single = [path for path, song in files.items() if per_artist[song["artist_id"]] == 1 and per_song[song["song_id"]] == 1]
-    edited_path = next(path for path in single if (files[path]["title"], files[path]["artist_name"], files[path]["duration"]) in played)
+    edited_path = next(path for path in single
+                       if (files[path]["title"], files[path]["artist_name"], files[path]["duration"]) in played)
     removed_path = next(path for path in single if path != edited_path)
     old, removed = files[edited_path], files[removed_path]
     new = {**old, "title": old["title"] + " (Remastered)", "duration": old["duration"] + 1.5,

@@ -97,7 +97,8 @@ def test_real_layouts_stage_and_load_like_one_record_per_line(datasets, stack):
         snapshots[name] = assert_matches_model(stack, data_dir)
         # Every record of every file was staged: none rejected, the ledger's counts add up.
         assert query(stack, "SELECT count(*) FROM stage_rejects") == [(0,)], name
-        staged = query(stack, "SELECT sum(lines_read), sum(rows_staged) FROM stage_load_ledger WHERE table_name = 'staging_events'")
+        staged = query(stack, "SELECT sum(lines_read), sum(rows_staged) FROM stage_load_ledger "
+                              "WHERE table_name = 'staging_events'")
         events = len(read_events(data_dir))
         assert staged == [(events, events)], name
     one_line, other = snapshots.values()

@@ -396,9 +396,9 @@ def test_dialect_follows_connection_type(monkeypatch, conn_type, dialect, hook_c
 def test_unsupported_connection_type(monkeypatch):
     monkeypatch.setenv("AIRFLOW_CONN_X", json.dumps({"conn_type": "mysql", "host": "db", "login": "u"}))
     with pytest.raises(UnsupportedWarehouse, match="mysql"):
-        Warehouse("x").dialect
+        _ = Warehouse("x").dialect
     with pytest.raises(UnsupportedWarehouse):
-        Warehouse("x").hook
+        _ = Warehouse("x").hook
 
 
 def test_operators_take_the_dialect_from_the_connection():

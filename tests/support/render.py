@@ -279,7 +279,8 @@ def staging_columns(table: str) -> tuple[tuple[str, str, int | None, str], ...]:
         kind = column.args["kind"]
         length = int(kind.expressions[0].name) if kind.expressions else None
         data_type = {"VARCHAR": "character varying", "DOUBLE": "double precision"}.get(kind.this.name, kind.this.name.lower())
-        not_null = any(isinstance(c.kind, (exp.NotNullColumnConstraint, exp.PrimaryKeyColumnConstraint)) for c in column.constraints)
+        not_null = any(isinstance(c.kind, (exp.NotNullColumnConstraint, exp.PrimaryKeyColumnConstraint))
+                       for c in column.constraints)
         rows.append((column.name, data_type, length, "NO" if not_null else "YES"))
     return tuple(rows)
 

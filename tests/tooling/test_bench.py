@@ -29,7 +29,7 @@ def test_a_figure_passes_its_target_inclusively(value: float, target: str, statu
 def test_summary_is_median_min_max() -> None:
     assert summary([3.0, 1.0, 2.0, 10.0]) | {"values": None} == {
         "median": 2.5, "min": 1.0, "max": 10.0, "n": 4, "values": None,
-    }  # fmt: skip
+    }
 
 
 class Echo(BaseHTTPRequestHandler):
@@ -54,7 +54,7 @@ def proxy_port():
         [sys.executable, "-m", "bench.latency_proxy", "--target", f"127.0.0.1:{server.server_port}",
          "--delay-ms", str(DELAY * 1000)],
         cwd=REPO, stdout=subprocess.PIPE, text=True,
-    )  # fmt: skip
+    )
     try:
         yield int(proc.stdout.readline())
     finally:

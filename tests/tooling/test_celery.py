@@ -209,7 +209,7 @@ def make_run_on_an_empty_warehouse(stack: LocalStack, api: AirflowAPI) -> Manual
     result = subprocess.run(
         [sys.executable, "-m", "scripts.pipeline", "run", "--start", WINDOW[0], "--end", WINDOW[1]],
         cwd=REPO_ROOT, env={**env, **stack.env()}, capture_output=True, text=True, timeout=300,
-    )  # fmt: skip
+    )
     return ManualRun(sorted(tables), result.returncode, result.stdout + result.stderr, star_snapshot(stack))
 
 
@@ -249,7 +249,7 @@ def run_pipeline(executor: str, data_dir: Path, ports: list[int], manual_run: bo
             rows = db.execute(
                 "SELECT id::text, run_id, task_id, state, external_executor_id FROM task_instance "
                 "WHERE dag_id = %s ORDER BY run_id, task_id", (DAG_ID,),
-            ).fetchall()  # fmt: skip
+            ).fetchall()
             task_instances = [dict(zip(("id", "run_id", "task_id", "state", "external_executor_id"), row)) for row in rows]
             celery_results = {}
             if db.execute("SELECT to_regclass('celery_taskmeta')").fetchone()[0] is not None:

@@ -452,7 +452,7 @@ def test_cli_sql_env_and_status(stack: LocalStack) -> None:
     shell = subprocess.run(
         ["bash", "-c", 'eval "$1"; printf %s "$AIRFLOW_CONN_SPARKIFY_WAREHOUSE"', "_", env_out.stdout],
         capture_output=True, text=True, check=True,
-    )  # fmt: skip
+    )
     assert json.loads(shell.stdout) == json.loads(stack.env()["AIRFLOW_CONN_SPARKIFY_WAREHOUSE"])
 
     status = cli(stack, "status", "--json")
@@ -541,7 +541,7 @@ def test_ci_turns_skips_into_failures(tmp_path: Path) -> None:
             [sys.executable, "-m", "pytest", "-q", "-rA", "-p", "conftest", "-p", "no:cacheprovider",
              "--rootdir", str(tmp_path), "test_probe.py"],
             cwd=tmp_path, env={**env, **extra}, capture_output=True, text=True, timeout=120,
-        )  # fmt: skip
+        )
 
     local = pytest_run()
     assert local.returncode == 0, local.stdout
