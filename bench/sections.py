@@ -1,4 +1,5 @@
-"""The six measurements of the "Performance" issue, each side by side in one run.
+"""The six measurements (staging, small objects, incremental cost, memory, parse time, end to end),
+each compared side by side with its alternative in one run.
 
 Every timed call runs in a fresh worker process (``bench.worker``); repetitions of the things
 compared are interleaved (A, B, C, A, B, C, ...) so that background load hits them alike, and

@@ -370,8 +370,9 @@ def test_celery_processes_listen_nowhere_public(outcomes: dict[str, Outcome]) ->
 
 @slow
 def test_make_run_and_make_backfill_give_the_same_warehouse(outcomes: dict[str, Outcome]) -> None:
-    """Issue 3: one manual run over the backfilled hours, from an empty warehouse, gives the
-    identical star schema (same rows, same songplay_ids) as the scheduler's hourly backfill runs."""
+    """``make run`` and ``make backfill`` are interchangeable: one manual run over the backfilled
+    hours, from an empty warehouse, gives the identical star schema (same rows, same songplay_ids)
+    as the scheduler's hourly backfill runs."""
     local = outcomes["LocalExecutor"]
     manual = local.manual_run
     assert {*local.snapshot, "staging_events", "staging_songs", "stage_load_ledger", "loaded_hours"} <= set(
