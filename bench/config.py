@@ -63,7 +63,7 @@ class Config:
     parse_repeat: int
     # 6. end to end
     e2e_songs: int
-    e2e_days: int
+    e2e_rounds: int
     e2e_events_per_day: int
     e2e_hours: int
     notes: list[str] = field(default_factory=list)
@@ -115,7 +115,7 @@ def load() -> Config:
         incr_users=_scaled(1_000, scale, 60),
         parse_repeat=max(3, _int("BENCH_PARSE_REPEAT", 7)),
         e2e_songs=300,
-        e2e_days=2,
+        e2e_rounds=max(2, _int("BENCH_E2E_ROUNDS", 2)),
         e2e_events_per_day=3_000,
-        e2e_hours=24,
+        e2e_hours=max(1, _int("BENCH_E2E_HOURS", 24)),
     )

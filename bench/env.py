@@ -50,8 +50,11 @@ def bench_stack(bucket: str = "bench"):
         # Airflow components get them from repo_root (DAGS_FOLDER, PLUGINS_FOLDER, PYTHONPATH).
         os.environ.setdefault("BENCH_PLUGINS_DIR", str(code / "plugins"))
         os.environ.setdefault("BENCH_DAGS_DIR", str(code / "dags"))
+    # Workers parse BENCH_DAGS_DIR; the stack's Airflow parses its own folder, which section 6
+    # fills with sparkify_etl and the no-op DAGs it is compared with.
+    os.environ.setdefault("BENCH_DAGS_DIR", str(code / "dags"))
     stack = LocalStack(state, pg_port=free_port(), s3_port=free_port(), api_port=free_port(), bucket=bucket,
-                       repo_root=code)
+                       repo_root=code, extra_env={"AIRFLOW__CORE__DAGS_FOLDER": str(state / "e2e_dags")})
     # Drop stray Airflow settings of the caller's shell (e.g. an eval'd `make env`) first.
     for key in [k for k in os.environ if k.startswith("AIRFLOW")]:
         del os.environ[key]

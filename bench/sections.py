@@ -12,15 +12,13 @@ import json
 import logging
 import os
 import statistics
-import subprocess
-import sys
 import time
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any, Callable
 
-from bench import data, env
-from bench.config import REPO, Config, code_dir
+from bench import data, e2e, env
+from bench.config import Config, code_dir
 from bench.stats import Figure, summary
 from bench.worker import EVENT_TABLE_COLUMNS
 
@@ -454,68 +452,6 @@ class Bench:
                                  f"ratio to one hour's run {result['seconds'] / one_hour:.2f}x"))
         return results
 
-    # ------------------------------------------------------------------ 6. end to end
-
-    def e2e(self) -> None:
-        cfg = self.cfg
-        folder = data.dataset(cfg.data_dir, "e2e", songs=cfg.e2e_songs, days=cfg.e2e_days,
-                              events_per_day=cfg.e2e_events_per_day)
-        data.upload_dataset(self.client, self.stack.bucket, folder)
-        started = time.monotonic()
-        self.stack.up()
-        up_seconds = time.monotonic() - started
-        try:
-            self._e2e_backfill(up_seconds)
-        finally:
-            self.stack.stop_airflow()
-
-    def _e2e_backfill(self, up_seconds: float) -> None:
-        from scripts.pipeline import AirflowAPI
-
-        cfg = self.cfg
-        start = datetime(2018, 11, 1)
-        end = start + timedelta(hours=cfg.e2e_hours)
-        api = AirflowAPI(self.stack.api_url)
-        api.login()
-        api.wait_for_dag(timeout=300)
-        cmd = [sys.executable, "-m", "scripts.pipeline", "backfill", "--start", _iso(start), "--end", _iso(end)]
-        log_path = self.log_dir / "e2e-backfill.log"
-        began = time.monotonic()
-        with open(log_path, "wb") as out:
-            proc = subprocess.run(cmd, cwd=REPO, env=self.stack.child_env(), stdout=out, stderr=subprocess.STDOUT,
-                                  timeout=3600)
-        wall = time.monotonic() - began
-        if proc.returncode != 0:
-            raise RuntimeError(f"backfill failed (exit {proc.returncode}); see {log_path}")
-        api.login()
-        runs = [r for r in api.runs(run_type="backfill") if start <= _parse(r["logical_date"]).replace(tzinfo=None) < end]
-        tis = {run["dag_run_id"]: api.task_instances(run["dag_run_id"]) for run in runs}
-        analysis = analyse_e2e(runs, tis, _downstream(api))
-        analysis.update({"cli_wall_s": wall, "stack_up_s": up_seconds, "runs": len(runs)})
-        section = "6. End to end"
-        self.add(Figure(section, f"{len(runs)} hourly runs by backfill through the scheduler: wall (CLI)", wall, "s",
-                        note=f"first run start to last run end {analysis['span_s']:.0f} s; stack up {up_seconds:.0f} s"))
-        self.add(Figure(section, "sum of task durations (all runs)", analysis["task_seconds"], "s",
-                        note=f"{analysis['tasks']} task instances, mean concurrency {analysis['concurrency']:.1f}"))
-        self.add(Figure(section, "sum of queued -> running waits (all task instances)", analysis["queue_seconds"], "s",
-                        note="waiting for an executor slot and for the task process to start"))
-        self.add(Figure(section, "wall time with no task running (scheduling gaps)", analysis["idle_share"] * 100, "%",
-                        note=f"{analysis['idle_s']:.0f} s of {analysis['span_s']:.0f} s"))
-        self.add(Figure(section, "per-task fixed overhead (median duration of a quality check)",
-                        analysis["fixed_overhead_s"], "s",
-                        note=f"a check runs one small query, so its duration is mostly Airflow's per-task cost; "
-                             f"x {analysis['tasks']} tasks = {analysis['fixed_overhead_total_s']:.0f} s "
-                             f"of the {analysis['task_seconds']:.0f} s task time (fastest check "
-                             f"{analysis['fixed_overhead_min_s']:.2f} s)"))
-        self.add(Figure(section, "median queued -> running (executor slot + process start)",
-                        analysis["median_queue_s"], "s"))
-        self.add(Figure(section, "median upstream done -> queued (scheduler loop)", analysis["median_schedule_s"], "s"))
-        for task, stats in analysis["per_task"].items():
-            self.add(Figure(section, f"task {task}: median duration", stats["median_s"], "s",
-                            note=f"n={stats['n']}, min {stats['min_s']:.2f}, max {stats['max_s']:.2f}; "
-                                 f"queued->running {stats['median_queue_s']:.2f} s"))
-        self.details["e2e"] = {"analysis": analysis, "runs": runs, "task_instances": tis}
-
 
 def read_json_lines(path: Path) -> list[dict]:
     return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
@@ -525,87 +461,10 @@ def _epoch(ms: int) -> datetime:
     return datetime(1970, 1, 1) + timedelta(milliseconds=ms)
 
 
-def _parse(value: str) -> datetime:
-    return datetime.fromisoformat(value.replace("Z", "+00:00"))
-
-
-def _downstream(api) -> dict[str, list[str]]:
-    from scripts.pipeline import DAG_ID
-
-    try:
-        tasks = api._call("GET", f"/api/v2/dags/{DAG_ID}/tasks")["tasks"]
-    except Exception as err:  # the scheduling-delay figure is then skipped
-        log.warning("could not read the task graph: %s", err)
-        return {}
-    return {task["task_id"]: task.get("downstream_task_ids", []) for task in tasks}
-
-
-def analyse_e2e(runs: list[dict], tis: dict[str, list[dict]], downstream: dict[str, list[str]]) -> dict[str, Any]:
-    """Split the backfill's wall time into task work and Airflow overhead."""
-    upstream: dict[str, list[str]] = {}
-    for task, children in downstream.items():
-        for child in children:
-            upstream.setdefault(child, []).append(task)
-    intervals, per_task, queue, schedule = [], {}, [], []
-    for run in runs:
-        instances = {ti["task_id"]: ti for ti in tis[run["dag_run_id"]]}
-        for ti in instances.values():
-            if not ti.get("start_date") or not ti.get("end_date"):
-                continue
-            begin, end = _parse(ti["start_date"]), _parse(ti["end_date"])
-            intervals.append((begin, end))
-            seconds = (end - begin).total_seconds()
-            group = ti["task_id"]
-            per_task.setdefault(group, {"durations": [], "queue": []})["durations"].append(seconds)
-            if ti.get("queued_when"):
-                queued = _parse(ti["queued_when"])
-                wait = (begin - queued).total_seconds()
-                per_task[group]["queue"].append(wait)
-                queue.append(wait)
-                ups = [instances[u] for u in upstream.get(ti["task_id"], []) if instances.get(u, {}).get("end_date")]
-                if ups:
-                    schedule.append((queued - max(_parse(u["end_date"]) for u in ups)).total_seconds())
-    intervals.sort()
-    span_start, span_end = intervals[0][0], max(end for _, end in intervals)
-    busy, current_start, current_end = 0.0, None, None
-    for begin, end in intervals:
-        if current_end is None or begin > current_end:
-            if current_end is not None:
-                busy += (current_end - current_start).total_seconds()
-            current_start, current_end = begin, end
-        else:
-            current_end = max(current_end, end)
-    busy += (current_end - current_start).total_seconds()
-    span = (span_end - span_start).total_seconds()
-    task_seconds = sum((end - begin).total_seconds() for begin, end in intervals)
-    checks = [d for task, stats in per_task.items() if task.startswith("quality_checks.") for d in stats["durations"]]
-    fixed = statistics.median(checks) if checks else min(statistics.median(s["durations"]) for s in per_task.values())
-    return {
-        "span_s": span,
-        "task_seconds": task_seconds,
-        "tasks": len(intervals),
-        "concurrency": task_seconds / span if span else 0.0,
-        "idle_s": span - busy,
-        "idle_share": (span - busy) / span if span else 0.0,
-        "fixed_overhead_s": fixed,
-        "fixed_overhead_total_s": fixed * len(intervals),
-        "fixed_overhead_min_s": min(checks) if checks else fixed,
-        "median_queue_s": statistics.median(queue) if queue else float("nan"),
-        "queue_seconds": sum(queue),
-        "median_schedule_s": statistics.median(schedule) if schedule else float("nan"),
-        "per_task": {
-            task: {"n": len(s["durations"]), "median_s": statistics.median(s["durations"]),
-                   "min_s": min(s["durations"]), "max_s": max(s["durations"]),
-                   "median_queue_s": statistics.median(s["queue"]) if s["queue"] else float("nan")}
-            for task, s in sorted(per_task.items(), key=lambda kv: -statistics.median(kv[1]["durations"]))
-        },
-    }
-
-
 SECTION_ORDER: dict[str, Callable[[Bench], None]] = {
     "parse": Bench.parse,
     "stage": Bench.stage,  # also measures 4. memory
     "songs": Bench.songs,
     "incremental": Bench.incremental,
-    "e2e": Bench.e2e,
+    "e2e": e2e.run,
 }

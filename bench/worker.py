@@ -267,6 +267,15 @@ def job_dag_window(args: dict) -> dict:
     return result
 
 
+def job_task_graph(args: dict) -> dict:
+    """sparkify_etl's tasks and their downstream tasks, for the no-op DAG of the same graph."""
+    from airflow.dag_processing.dagbag import DagBag
+
+    bag = DagBag(os.environ.get("BENCH_DAGS_DIR") or str(REPO / "dags"))
+    dag = bag.dags["sparkify_etl"]
+    return {"downstream": {task.task_id: sorted(task.downstream_task_ids) for task in dag.tasks}}
+
+
 JOBS = {
     "stage_ours": job_stage_ours,
     "s3_to_sql": job_s3_to_sql,
@@ -274,6 +283,7 @@ JOBS = {
     "get_loop": job_get_loop,
     "parse": job_parse,
     "dag_window": job_dag_window,
+    "task_graph": job_task_graph,
 }
 
 

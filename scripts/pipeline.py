@@ -47,8 +47,9 @@ def iso(moment: datetime) -> str:
 class AirflowAPI:
     """The few REST calls the Makefile targets need (Airflow 3 ``/api/v2``)."""
 
-    def __init__(self, base_url: str):
+    def __init__(self, base_url: str, dag_id: str = DAG_ID):
         self.base_url = base_url.rstrip("/")
+        self.dag_id = dag_id
         self.session = requests.Session()
 
     def _call(self, method: str, path: str, **kwargs) -> dict:
@@ -72,22 +73,22 @@ class AirflowAPI:
             if errors:
                 raise PipelineError("DAG import errors:\n" + "\n".join(f"{e['filename']}: {e['stack_trace']}" for e in errors))
             try:
-                self._call("GET", f"/api/v2/dags/{DAG_ID}")
+                self._call("GET", f"/api/v2/dags/{self.dag_id}")
                 return
             except PipelineError:
                 time.sleep(2)
-        raise PipelineError(f"{DAG_ID} did not appear within {timeout:.0f}s; see .state/logs/dag-processor.log")
+        raise PipelineError(f"{self.dag_id} did not appear within {timeout:.0f}s; see .state/logs/dag-processor.log")
 
     def unpause(self) -> None:
-        self._call("PATCH", f"/api/v2/dags/{DAG_ID}", json={"is_paused": False})
+        self._call("PATCH", f"/api/v2/dags/{self.dag_id}", json={"is_paused": False})
 
     def trigger(self, conf: dict) -> str:
-        run = self._call("POST", f"/api/v2/dags/{DAG_ID}/dagRuns", json={"logical_date": None, "conf": conf})
+        run = self._call("POST", f"/api/v2/dags/{self.dag_id}/dagRuns", json={"logical_date": None, "conf": conf})
         return run["dag_run_id"]
 
     def backfill(self, start: datetime, end: datetime, run_backwards: bool) -> int:
         backfill = self._call("POST", "/api/v2/backfills", json={
-            "dag_id": DAG_ID,
+            "dag_id": self.dag_id,
             "from_date": iso(start),
             # Runs are named by their interval start; the API's bounds are inclusive.
             "to_date": iso(end - timedelta(hours=1)),
@@ -102,17 +103,17 @@ class AirflowAPI:
         params = {"limit": 100, "order_by": "logical_date", **filters}
         runs, offset = [], 0
         while True:
-            page = self._call("GET", f"/api/v2/dags/{DAG_ID}/dagRuns", params={**params, "offset": offset})
+            page = self._call("GET", f"/api/v2/dags/{self.dag_id}/dagRuns", params={**params, "offset": offset})
             runs.extend(page["dag_runs"])
             offset += len(page["dag_runs"])
             if not page["dag_runs"] or offset >= page["total_entries"]:
                 return runs
 
     def run(self, run_id: str) -> dict:
-        return self._call("GET", f"/api/v2/dags/{DAG_ID}/dagRuns/{run_id}")
+        return self._call("GET", f"/api/v2/dags/{self.dag_id}/dagRuns/{run_id}")
 
     def task_instances(self, run_id: str) -> list[dict]:
-        return self._call("GET", f"/api/v2/dags/{DAG_ID}/dagRuns/{run_id}/taskInstances", params={"limit": 100})["task_instances"]
+        return self._call("GET", f"/api/v2/dags/{self.dag_id}/dagRuns/{run_id}/taskInstances", params={"limit": 100})["task_instances"]
 
     def backfill_done(self, backfill_id: int) -> bool:
         return self._call("GET", f"/api/v2/backfills/{backfill_id}").get("completed_at") is not None
