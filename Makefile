@@ -6,7 +6,7 @@
 #   make demo                                install, up, data, then the demo run
 #   make celery-demo                         the same on CeleryExecutor (Redis + a Celery worker), then stop it
 #   make sql Q="select count(*) from songs"  query the warehouse (psql -At style output)
-#   make test | bench
+#   make test | lint | bench                 lint: ruff (pyproject.toml); test runs it first
 #
 # Ports/bucket come from SPARKIFY_PG_PORT, SPARKIFY_S3_PORT, SPARKIFY_API_PORT and SPARKIFY_BUCKET;
 # SPARKIFY_PG_BIN=/usr/lib/postgresql/15/bin runs a system PostgreSQL instead of the pinned wheel's.
@@ -49,7 +49,7 @@ ifneq ($(filter sql,$(MAKECMDGOALS)),)
   endif
 endif
 
-.PHONY: help venv install env up down status reset sql data run backfill demo celery-demo test bench logs
+.PHONY: help venv install env up down status reset sql data run backfill demo celery-demo test lint bench logs
 
 help:
 	@sed -n '3,12s/^# \{0,1\}//p' $(firstword $(MAKEFILE_LIST))
@@ -60,7 +60,7 @@ venv install: $(INSTALLED)
 
 # Runs once, and again whenever requirements.txt or constraints.txt change. uv (pinned, from PyPI,
 # into the venv) installs the same pins as pip in seconds instead of minutes; plain pip when uv
-# can't be had. Either way the venv holds exactly constraints.txt (tests/test_install.py checks).
+# can't be had. Either way the venv holds exactly constraints.txt (tests/tooling/test_install.py checks).
 UV_PIN = $(shell grep -m1 '^uv==' constraints.txt)
 $(INSTALLED): requirements.txt constraints.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -151,8 +151,12 @@ celery-demo: $(INSTALLED)
 
 # --------------------------------------------------------------------------- checks
 
+# The linter first (pinned ruff, settings in pyproject.toml): a lint error fails `make test`, and so CI.
+lint: $(INSTALLED)
+	$(VENV)/bin/ruff check .
+
 # The tests start their own servers on free ports in temporary directories.
-test: $(INSTALLED)
+test: lint
 	$(PY) -m pytest -ra tests
 
 bench: $(INSTALLED)

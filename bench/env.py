@@ -144,7 +144,7 @@ def latency_proxy(endpoint: str, delay_ms: float) -> Iterator[str]:
         [sys.executable, "-m", "bench.latency_proxy", "--target", f"{target.hostname}:{target.port}",
          "--delay-ms", str(delay_ms)],
         cwd=REPO, stdout=subprocess.PIPE, stdin=subprocess.DEVNULL, text=True,
-    )  # fmt: skip
+    )
     try:
         port = proc.stdout.readline().strip()
         if not port.isdigit():

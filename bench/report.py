@@ -88,7 +88,7 @@ def markdown(figures: list[Figure], meta: dict[str, Any], errors: dict[str, str]
         f"measured back to back) and then the median. Load average at start / end: "
         f"{meta['load_start']} / {meta['load_end']}.",
         "",
-        "Targets from the Performance issue; **MISS** explanations with profile evidence are in "
+        "Targets are set next to each figure in bench/sections.py; **MISS** explanations with profile evidence are in "
         "[README.md](README.md#results-and-misses).",
         "",
     ]

@@ -1,4 +1,5 @@
-"""The six measurements of the "Performance" issue, each side by side in one run.
+"""The six measurements (staging, small objects, incremental cost, memory, parse time, end to end),
+each compared side by side with its alternative in one run.
 
 Every timed call runs in a fresh worker process (``bench.worker``); repetitions of the things
 compared are interleaved (A, B, C, A, B, C, ...) so that background load hits them alike, and
@@ -180,7 +181,7 @@ class Bench:
             self.worker("stage_ours", {**ours_args, "profile": str(self.log_dir / "profile-stage-events")}, extra)
         # 4. memory: the same staging of a 10x smaller object (fresh processes as well)
         small_runs = []
-        for rep in range(cfg.repeat):
+        for _ in range(cfg.repeat):
             self._reset_staging(("staging_events",))
             small_runs.append(self.worker("stage_ours", {**ours_args, "key": ev["small_key"]}, extra))
         self._reset_staging(("staging_events",))
@@ -209,10 +210,10 @@ class Bench:
             rss = summary(v / MB for v in _values(runs[name], "rss_peak_kb"))
             self.add(Figure.of(section, labels[name].split(":")[0].split(" (")[0] + ": peak RSS", rss, "MB"))
         self.add(Figure.of(section, "ours / raw COPY (time)", paired(times["ours"], times["raw"]), "x", target="<= 1.5"))
+        insert_only = statistics.median(_values(runs['s3tosql'], 'insert_s')) * scale / statistics.median(times['ours'])
         self.add(Figure.of(section, "S3ToSqlOperator / ours (time, i.e. our speed-up)",
                            paired(times["s3tosql"], times["ours"]), "x", target=">= 6",
-                           note="insert-only (excl. download): "
-                                f"{statistics.median(_values(runs['s3tosql'], 'insert_s')) * scale / statistics.median(times['ours']):.2f}x"))
+                           note=f"insert-only (excl. download): {insert_only:.2f}x"))
 
         section = "4. Bounded memory"
         big_rss = _values(runs["ours"], "rss_peak_kb")

@@ -249,7 +249,7 @@ def job_dag_window(args: dict) -> dict:
     for task in dag.tasks:
         task.retries = 0
     if getattr(dag, "deadline", None):
-        dag.deadline = None  # as tests/integration/pipeline.py: dag.test() in 3.3.2 can't resolve Deadline Alerts
+        dag.deadline = None  # as tests/support/pipeline.py: dag.test() in 3.3.2 can't resolve Deadline Alerts
     conf = {"start": args["start"], "end": args["end"]}
     # skip_checks (filling a warehouse, not measured): mark the quality checks successful unrun.
     skip = {"mark_success_pattern": r"quality_checks\..*"} if args.get("skip_checks") else {}

@@ -113,7 +113,8 @@ class AirflowAPI:
         return self._call("GET", f"/api/v2/dags/{self.dag_id}/dagRuns/{run_id}")
 
     def task_instances(self, run_id: str) -> list[dict]:
-        return self._call("GET", f"/api/v2/dags/{self.dag_id}/dagRuns/{run_id}/taskInstances", params={"limit": 100})["task_instances"]
+        path = f"/api/v2/dags/{self.dag_id}/dagRuns/{run_id}/taskInstances"
+        return self._call("GET", path, params={"limit": 100})["task_instances"]
 
     def backfill_done(self, backfill_id: int) -> bool:
         return self._call("GET", f"/api/v2/backfills/{backfill_id}").get("completed_at") is not None

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
@@ -17,22 +16,15 @@ from pathlib import Path
 
 import pytest
 
-REPO = Path(__file__).resolve().parent.parent
-for path in (str(REPO), str(REPO / "plugins")):
-    if path not in sys.path:
-        sys.path.insert(0, path)
+from scripts.stack import LocalStack
+from support.ports import free_ports
 
-from scripts.stack import LocalStack  # noqa: E402
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
+# Fixtures of the alert tests: local Slack-webhook and SMTP servers.
+pytest_plugins = ["support.alert_servers"]
 
 STATE_DIR = Path(tempfile.mkdtemp(prefix="sparkify-tests-", dir="/tmp"))
-STACK = LocalStack(STATE_DIR, pg_port=free_port(), s3_port=free_port(), api_port=free_port(), bucket="sparkify-test")
+_PG_PORT, _S3_PORT, _API_PORT = free_ports(3)
+STACK = LocalStack(STATE_DIR, pg_port=_PG_PORT, s3_port=_S3_PORT, api_port=_API_PORT, bucket="sparkify-test")
 os.environ.update(STACK.env())
 os.environ["SPARKIFY_START_DATE"] = "2018-11-01"
 

@@ -216,7 +216,7 @@ def _task_url(ti: Any, dag_id: str, run_id: str, task_id: str) -> str:
         url = ti.log_url
         if url:
             return url
-    except Exception:  # noqa: S110 (no task instance, or no configuration: build the link ourselves)
+    except Exception:  # no task instance, or no configuration: build the link ourselves
         pass
     base_url = _base_url()
     return f"{base_url}/dags/{dag_id}/runs/{quote(str(run_id), safe='')}/tasks/{task_id}" if base_url else ""

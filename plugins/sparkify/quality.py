@@ -13,7 +13,10 @@ from __future__ import annotations
 NOT_NULL = {"null_check": {"equal_to": 0}}
 KEY = {"null_check": {"equal_to": 0}, "unique_check": {"equal_to": 0}}
 
-WINDOW_PREDICATE = "{column} >= '{{{{ run_window(params, data_interval_start, data_interval_end)[0] }}}}' AND {column} < '{{{{ run_window(params, data_interval_start, data_interval_end)[1] }}}}'"
+WINDOW_PREDICATE = (
+    "{column} >= '{{{{ run_window(params, data_interval_start, data_interval_end)[0] }}}}' AND "
+    "{column} < '{{{{ run_window(params, data_interval_start, data_interval_end)[1] }}}}'"
+)
 
 
 def window_predicate(column: str) -> str:

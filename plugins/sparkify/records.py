@@ -304,7 +304,9 @@ def _is_utf8(data: bytes) -> bool:
     return True
 
 
-def _compile_fast_path(columns: list[Column], paths: list[tuple] | None, ignore_case: bool) -> Callable[[dict], tuple | None] | None:
+def _compile_fast_path(
+    columns: list[Column], paths: list[tuple] | None, ignore_case: bool,
+) -> Callable[[dict], tuple | None] | None:
     """A row function specialised to these columns, for records whose every value is plainly valid.
 
     It returns the same tuple ``parse`` would, or ``None`` whenever a value needs anything but the
@@ -337,7 +339,8 @@ def _compile_fast_path(columns: list[Column], paths: list[tuple] | None, ignore_
             low, high = _INTEGER_RANGES[kind]
             body.append(f"        if v.__class__ is int and {low} <= v <= {high}: c{index} = v")
             body.append(f"        elif v is None: {missing}")
-            body.append(f"        elif v.__class__ is str and v.isascii() and v.isdigit() and (n := int(v)) <= {high}: c{index} = n")
+            body.append(f"        elif v.__class__ is str and v.isascii() and v.isdigit() and (n := int(v)) <= {high}: "
+                        f"c{index} = n")
             if column.nullable:
                 body.append(f"        elif v == '': c{index} = None")
         elif kind == "double precision":

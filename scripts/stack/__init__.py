@@ -30,4 +30,4 @@ from .stack import AIRFLOW_COMPONENTS, LocalStack
 __all__ = [
     "AIRFLOW_COMPONENTS", "HOST", "PG_BIN_VAR", "REPO_ROOT", "SERVER_ACCOUNT", "STATE_MARKER", "LocalStack",
     "PortInUseError", "ProcessDiedError", "StackConfig", "StackError", "pid_alive",
-]  # fmt: skip
+]

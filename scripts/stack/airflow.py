@@ -76,7 +76,7 @@ class AirflowTools:
             fh.write(f"\n=== {time.strftime('%Y-%m-%d %H:%M:%S')} airflow db migrate\n".encode())
             fh.flush()
             result = subprocess.run(self.command("db", "migrate"), cwd=self.config.repo_root, env=self.child_env(),
-                                    stdin=subprocess.DEVNULL, stdout=fh, stderr=subprocess.STDOUT)  # fmt: skip
+                                    stdin=subprocess.DEVNULL, stdout=fh, stderr=subprocess.STDOUT)
         if result.returncode != 0:
             raise StackError(f"airflow db migrate failed; see {log_path}\n{tail(log_path)}")
         current["revision"] = self._revision()
@@ -90,7 +90,7 @@ class AirflowProcess(Service):
     start_timeout = 240
 
     def __init__(self, config: StackConfig, supervisor: Supervisor, tools: AirflowTools, name: str,
-                 args: tuple[str, ...], tokens: tuple[str, ...]):  # fmt: skip
+                 args: tuple[str, ...], tokens: tuple[str, ...]):
         super().__init__(config, supervisor)
         self.tools = tools
         self.name = name
@@ -129,7 +129,7 @@ class CeleryWorker(AirflowProcess):
 
     def __init__(self, config, supervisor, tools, secrets):
         args = ("celery", "worker", "--skip-serve-logs", "--concurrency", str(config.worker_concurrency),
-                "--without-mingle", "--without-gossip")  # fmt: skip
+                "--without-mingle", "--without-gossip")
         super().__init__(config, supervisor, tools, "celery-worker", args, ("celery",))
         self.secrets = secrets
 
@@ -155,6 +155,6 @@ def components(config: StackConfig, supervisor: Supervisor, tools: AirflowTools)
         ApiServer(config, supervisor, tools),
         AirflowProcess(config, supervisor, tools, "scheduler", ("scheduler", "--skip-serve-logs"), ("scheduler",)),
         AirflowProcess(config, supervisor, tools, "dag-processor", ("dag-processor",),
-                       ("dag-processor", "dag_processor")),  # fmt: skip
+                       ("dag-processor", "dag_processor")),
         AirflowProcess(config, supervisor, tools, "triggerer", ("triggerer", "--skip-serve-logs"), ("triggerer",)),
     ]

@@ -12,7 +12,7 @@ def conninfo(config: StackConfig, dbname: str, user: str, password: str) -> str:
     from psycopg.conninfo import make_conninfo
 
     return make_conninfo(host=HOST, port=config.pg_port, dbname=dbname, user=user, password=password,
-                         connect_timeout=10)  # fmt: skip
+                         connect_timeout=10)
 
 
 def metadata_url(config: StackConfig, secrets: dict[str, str]) -> str:
@@ -82,7 +82,7 @@ def stack_env(config: StackConfig, secrets: dict[str, str]) -> dict[str, str]:
         "PYTHONPATH": os.pathsep.join([str(root), str(root / "plugins")]),
         "NO_PROXY": no_proxy,
         "no_proxy": no_proxy,
-    }  # fmt: skip
+    }
 
 
 def child_env(env: dict[str, str]) -> dict[str, str]:

@@ -114,7 +114,7 @@ class PgPlaces:
             target = self.runtime / "data"
             if self.home.exists():
                 log.info("postgres: %s is not reachable by %s (%s); moving the data dir to %s while it runs",
-                         self.home, SERVER_ACCOUNT, data_blocked, target)  # fmt: skip
+                         self.home, SERVER_ACCOUNT, data_blocked, target)
                 shutil.move(self.home, target)
             else:
                 target.mkdir(mode=0o700)

@@ -115,9 +115,9 @@ class Postgres(Service):
             cmd = [
                 str(self._bins / "initdb"), "-D", str(data), "-U", SUPERUSER, f"--pwfile={pwfile}",
                 "--auth=scram-sha-256", "--encoding=UTF8", "--locale=C", "--no-sync", "--no-instructions",
-            ]  # fmt: skip
+            ]
             result = subprocess.run(cmd, capture_output=True, text=True, cwd="/", env=self.process_env(),
-                                    stdin=subprocess.DEVNULL, **user)  # fmt: skip
+                                    stdin=subprocess.DEVNULL, **user)
             if result.returncode != 0:
                 raise StackError(f"initdb failed:\n{result.stdout}{result.stderr}")
         finally:
@@ -163,7 +163,7 @@ class Postgres(Service):
             exists = conn.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (APP_ROLE,)).fetchone()
             verb = "ALTER" if exists else "CREATE"
             conn.execute(sql.SQL(verb + " ROLE {} LOGIN CREATEDB PASSWORD {}").format(
-                sql.Identifier(APP_ROLE), sql.Literal(password)))  # fmt: skip
+                sql.Identifier(APP_ROLE), sql.Literal(password)))
             if not exists:
                 log.info("created role %s", APP_ROLE)
             for db in (WAREHOUSE_DB, METADATA_DB):
@@ -198,7 +198,7 @@ def psql_at(conn, query: str) -> list[str]:
     if res.status == pq.ExecStatus.TUPLES_OK:
         return ["|".join("" if v is None else v.decode(encoding)
                          for v in (res.get_value(row, col) for col in range(res.nfields)))
-                for row in range(res.ntuples)]  # fmt: skip
+                for row in range(res.ntuples)]
     if res.status == pq.ExecStatus.COMMAND_OK:
         tag = (res.command_status or b"").decode(encoding)
         return [tag] if tag else []

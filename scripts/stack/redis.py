@@ -63,7 +63,7 @@ class Redis(Service):
             self.server(), str(self.conf_file), "--bind", HOST, "--port", str(self.port), "--protected-mode", "yes",
             "--save", "", "--appendonly", "no", "--dir", str(self.config.redis_dir), "--daemonize", "no",
             "--logfile", "",
-        ]  # fmt: skip
+        ]
 
     def ready(self) -> bool | None:
         import redis
@@ -73,7 +73,7 @@ class Redis(Service):
         client = redis.Redis(
             host=HOST, port=self.port, password=self.password,
             socket_connect_timeout=2, socket_timeout=2, retry=Retry(NoBackoff(), 0),  # we poll ourselves
-        )  # fmt: skip
+        )
         try:
             return True if client.ping() else None
         except redis.RedisError:

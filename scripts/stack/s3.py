@@ -51,7 +51,7 @@ class S3(Service):
             "s3", endpoint_url=self.config.s3_endpoint, aws_access_key_id=S3_ACCESS_KEY,
             aws_secret_access_key=S3_SECRET_KEY, region_name=REGION,
             config=Config(proxies={}, retries={"max_attempts": 3}),
-        )  # fmt: skip
+        )
 
     def _ensure_bucket(self) -> None:
         from botocore.exceptions import ClientError

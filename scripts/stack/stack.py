@@ -96,7 +96,7 @@ class LocalStack:
         # Also what the other executor left running in this state dir (it has pid files).
         known = set(self._names())
         stoppable = [s for s in self._every.values()
-                     if s.name in known or self.supervisor.pids.pid_file(s.name).exists()]  # fmt: skip
+                     if s.name in known or self.supervisor.pids.pid_file(s.name).exists()]
         for tier in range(highest, lowest - 1, -1):
             self.supervisor.stop([s for s in stoppable if self._tier(s) == tier])
 
@@ -180,7 +180,7 @@ class LocalStack:
             current = environ(scheduler).get("AIRFLOW__CORE__EXECUTOR") if scheduler else None
             if current and current != self.config.executor:
                 raise StackError(f"the stack in {self.config.state_dir} runs with {current}; "
-                                 f"stop it first (make down) to start it with {self.config.executor}")  # fmt: skip
+                                 f"stop it first (make down) to start it with {self.config.executor}")
             self.start_postgres()
             if all(self.airflow_status().values()):
                 log.info("airflow already running at %s", self.config.api_url)
@@ -188,7 +188,7 @@ class LocalStack:
             started = time.monotonic()
             self._start(TIERS["redis"], AIRFLOW_TIER)
             log.info("airflow api-server answers at %s (after %.1fs, %s)",
-                     self.config.api_url, time.monotonic() - started, self.config.executor)  # fmt: skip
+                     self.config.api_url, time.monotonic() - started, self.config.executor)
 
     def stop_airflow(self) -> None:
         """Stop the Airflow processes, and Celery's worker and broker if this state dir started them."""
@@ -212,7 +212,7 @@ class LocalStack:
             else:
                 log.info("stack is up in %.1fs: Airflow UI %s, S3 %s, warehouse %s:%d/%s, %s",
                          time.monotonic() - started, self.config.api_url, self.config.s3_endpoint, HOST,
-                         self.config.pg_port, WAREHOUSE_DB, self.config.executor)  # fmt: skip
+                         self.config.pg_port, WAREHOUSE_DB, self.config.executor)
 
     def down(self) -> None:
         self._stop()
@@ -250,6 +250,6 @@ class LocalStack:
             conn = self.connect(dbname)
         except psycopg.OperationalError as exc:
             raise StackError(f"cannot connect to database {dbname!r} on {HOST}:{self.config.pg_port} "
-                             f"(is the stack up?): {exc}") from exc  # fmt: skip
+                             f"(is the stack up?): {exc}") from exc
         with conn:
             return psql_at(conn, query)

@@ -66,7 +66,7 @@ class Supervisor:
         return self.pids.owned(name, tokens or (name,))
 
     def spawn(self, name: str, cmd: list[str], env: dict[str, str] | None = None,
-              account: tuple[int, int] | None = None) -> subprocess.Popen:  # fmt: skip
+              account: tuple[int, int] | None = None) -> subprocess.Popen:
         """Run ``cmd`` in a session of its own, output to ``<logs>/<name>.log``, tracked as ``name``."""
         for path in (self.config.run_dir, self.config.logs_dir):
             path.mkdir(parents=True, exist_ok=True)
@@ -81,7 +81,7 @@ class Supervisor:
             proc = subprocess.Popen(
                 cmd, cwd=self.config.repo_root if account is None else "/", env=env, stdin=subprocess.DEVNULL,
                 stdout=log_fh, stderr=subprocess.STDOUT, start_new_session=True, close_fds=True, **user,
-            )  # fmt: skip
+            )
         self._children[name] = proc
         self.pids.write(name, proc.pid, cmd)
         log.info("started %s (pid %d), log %s", name, proc.pid, log_path)
@@ -128,7 +128,7 @@ class Supervisor:
         """Wait for ``service``; False after relaunching a pending one whose port was taken."""
         try:
             self.wait_until(service.ready, f"{service.name} did not answer {service.where}".rstrip(),
-                            service.start_timeout, [s.name for s in pending])  # fmt: skip
+                            service.start_timeout, [s.name for s in pending])
             return True
         except ProcessDiedError as exc:
             died = next(s for s in pending if s.name == exc.name)
@@ -176,11 +176,11 @@ class Supervisor:
                     targets[service.name] = (service, pid)
                 elif stale is not None and self.pids.orphaned_group(service.name, stale):
                     log.info("%s: main process %d is gone but its process group is not; stopping the leftovers",
-                             service.name, stale)  # fmt: skip
+                             service.name, stale)
                     targets[service.name] = (service, stale)
                 elif stale is not None:
                     log.info("%s: pid file names pid %d, which is not ours (any more); removing the pid file",
-                             service.name, stale)  # fmt: skip
+                             service.name, stale)
                 else:
                     log.info("%s is not running", service.name)
                 if service.name not in targets:

@@ -9,7 +9,7 @@ from datetime import timedelta
 
 import pytest
 
-from conftest import REPO
+from support import REPO
 
 
 @pytest.fixture(scope="module")

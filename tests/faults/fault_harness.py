@@ -1,6 +1,6 @@
 """Run tasks of ``sparkify_etl`` directly, in a process of their own, without Airflow's metadata DB.
 
-    python tests/faults/fault_harness.py --run-id ID --start ISO --end ISO (all | TASK [TASK ...])
+    PYTHONPATH=.:plugins python tests/faults/fault_harness.py --run-id ID --start ISO --end ISO (all | TASK [TASK ...])
 
 Each task is taken from the parsed DAG (so its real arguments, templates and connections
 are used), its template fields are rendered with the window as the run's ``start``/``end``
@@ -23,9 +23,6 @@ import traceback
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
-for entry in (str(REPO), str(REPO / "plugins")):
-    if entry not in sys.path:
-        sys.path.insert(0, entry)
 
 
 def load_dag():

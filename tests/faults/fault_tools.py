@@ -205,7 +205,8 @@ def object_rows(stack, table: str, key: str) -> dict[str, int]:
     return {
         "staged": rows(stack, f"SELECT count(*) FROM {table} WHERE source_key = %s", (key,))[0][0],
         "ledger": rows(stack, "SELECT count(*) FROM stage_load_ledger WHERE table_name = %s AND s3_key = %s", (table, key))[0][0],
-        "rejects": rows(stack, "SELECT count(*) FROM stage_rejects WHERE table_name = %s AND source_key = %s", (table, key))[0][0],
+        "rejects": rows(stack, "SELECT count(*) FROM stage_rejects WHERE table_name = %s AND source_key = %s",
+                        (table, key))[0][0],
     }
 
 

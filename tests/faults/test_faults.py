@@ -27,7 +27,6 @@ holding the dataset with its original ETags; the module leaves an empty warehous
 from __future__ import annotations
 
 import signal
-import sys
 import time
 from dataclasses import dataclass
 from datetime import date, datetime
@@ -35,19 +34,15 @@ from pathlib import Path
 
 import pytest
 
-INTEGRATION = Path(__file__).resolve().parents[1] / "integration"
-if str(INTEGRATION) not in sys.path:
-    sys.path.append(str(INTEGRATION))
-
-from fault_tools import (  # noqa: E402
+from fault_tools import (
     STAGING_TABLES, TaskProcess, backend_gone, crash_postgres, forget_metadata_connections, incomplete_read,
     object_rows, rows, run_tasks, staging_integrity, wait_for, wait_for_copy, warehouse_state,
 )
-from model import expected_warehouse, read_events, read_songs  # noqa: E402
-from pipeline import reset_warehouse, s3_client  # noqa: E402
-from scripts.sample_data import generate  # noqa: E402
-from scripts.stack.processes import file_size as log_size, log_since  # noqa: E402
-from scripts.upload_data import make_client, upload_dir  # noqa: E402
+from support.model import expected_warehouse, read_events, read_songs
+from support.pipeline import reset_warehouse, s3_client
+from scripts.sample_data import generate
+from scripts.stack.processes import file_size as log_size, log_since
+from scripts.upload_data import make_client, upload_dir
 
 WINDOW = ("2018-11-01T10:00:00Z", "2018-11-01T14:00:00Z")
 MODEL_WINDOW = (datetime(2018, 11, 1, 10), datetime(2018, 11, 1, 14))
@@ -204,7 +199,8 @@ def test_s3_endpoint_stops_mid_stage(warehouse, dataset, clean, order, tmp_path)
     assert_nothing_staged(stack)
     assert rows(stack, "SELECT count(*) FROM songplays")[0][0] == 0
 
-    songs_ledger = rows(stack, "SELECT s3_key, etag, loaded_at FROM stage_load_ledger WHERE table_name = 'staging_songs' ORDER BY s3_key")
+    songs_ledger_sql = "SELECT s3_key, etag, loaded_at FROM stage_load_ledger WHERE table_name = 'staging_songs' ORDER BY s3_key"
+    songs_ledger = rows(stack, songs_ledger_sql)
     assert len(songs_ledger) == len(dataset.lines["staging_songs"])
 
     # moto keeps objects in memory: it restarts empty. The same bytes give the same ETags,
@@ -213,8 +209,7 @@ def test_s3_endpoint_stops_mid_stage(warehouse, dataset, clean, order, tmp_path)
     upload_dataset(stack, dataset.path)
     assert bucket_etags(stack) == dataset.etags
     run_tasks(attempt.remaining(tasks), "fault_s3", WINDOW, tmp_path / "attempt-2.log")
-    assert rows(stack, "SELECT s3_key, etag, loaded_at FROM stage_load_ledger WHERE table_name = 'staging_songs' ORDER BY s3_key") \
-        == songs_ledger, "the retry staged unchanged song files again"
+    assert rows(stack, songs_ledger_sql) == songs_ledger, "the retry staged unchanged song files again"
     assert_like_clean(
         stack, clean, dataset, "S3 endpoint stopped mid-stage", started,
         f"stopped after {progress.tuples:,}/{EVENTS:,} rows copied, body cut at {cut[0]:,} of {cut[1]:,} bytes",

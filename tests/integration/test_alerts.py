@@ -9,14 +9,13 @@ from urllib.parse import quote
 
 import pytest
 
-from alert_servers import slack_webhook, smtp_server  # noqa: F401 (fixtures)
-from pipeline import run_window
+from support.pipeline import run_window
 
 START, END = "2018-11-01T00:00:00Z", "2018-11-01T03:00:00Z"
 
 
 @pytest.fixture
-def failed_run(airflow_db, slack_webhook, smtp_server, monkeypatch):  # noqa: F811
+def failed_run(airflow_db, slack_webhook, smtp_server, monkeypatch):
     """One run whose staging tasks fail: the bucket it is pointed at does not exist."""
     monkeypatch.setenv("AIRFLOW_VAR_SPARKIFY_BUCKET", "no-such-bucket")
     dag_run = run_window(START, END)
@@ -36,7 +35,7 @@ def expected_lines(dag_run, task_id: str) -> list[str]:
     ]
 
 
-def test_a_failed_task_alerts_through_the_slack_webhook_notifier(failed_run, slack_webhook):  # noqa: F811
+def test_a_failed_task_alerts_through_the_slack_webhook_notifier(failed_run, slack_webhook):
     by_task = {}
     for message in slack_webhook:
         title = message["text"].splitlines()[0]
@@ -49,7 +48,7 @@ def test_a_failed_task_alerts_through_the_slack_webhook_notifier(failed_run, sla
         assert text.startswith(f"*[Sparkify] sparkify_etl.{task_id} failed*")
 
 
-def test_a_failed_task_alerts_through_the_smtp_notifier(failed_run, smtp_server):  # noqa: F811
+def test_a_failed_task_alerts_through_the_smtp_notifier(failed_run, smtp_server):
     assert len(smtp_server) == 2, [m["Subject"] for m in smtp_server]
     for message in smtp_server:
         assert message["From"] == "airflow@sparkify.test"

@@ -1,7 +1,7 @@
 """sparkify_analytics against a real PostgreSQL and S3 endpoint: the ETL loads a small star
 schema (dag.test), the analytics DAG publishes its report to the bucket, and every number in
 the CSVs is checked against values computed in plain Python from the JSON files
-(tests/model.py), never from the SQL under test.
+(tests/support/model.py), never from the SQL under test.
 
 Also covers the wiring around it: the star-schema Assets that schedule the report, the
 failure notifier (to a local Slack-style webhook) and the Deadline Alert callback.
@@ -24,10 +24,9 @@ from functools import lru_cache
 import psycopg
 import pytest
 
-from alert_servers import slack_webhook  # noqa: F401 (a fixture)
-from conftest import REPO
-from model import expected_warehouse, read_events, read_songs
-from pipeline import etl_dag, replace_bucket_contents, reset_warehouse, run_window, s3_client
+from support import REPO
+from support.model import expected_warehouse, read_events, read_songs
+from support.pipeline import etl_dag, replace_bucket_contents, reset_warehouse, run_window, s3_client
 from scripts.sample_data import generate
 
 DAY1 = (datetime(2018, 11, 1), datetime(2018, 11, 2))

@@ -17,8 +17,8 @@ from pathlib import Path
 import pytest
 from airflow.sdk.exceptions import AirflowFailException
 
-from conftest import free_port
-from pipeline import query, replace_bucket_contents, reset_warehouse, run_window, s3_client, stage_operator
+from support.ports import free_port
+from support.pipeline import query, replace_bucket_contents, reset_warehouse, run_window, s3_client, stage_operator
 from scripts.sample_data import generate
 
 EVENTS_KEY = "log_data/2018/11/2018-11-01-events.json"
@@ -86,7 +86,8 @@ def non_blank_lines(path: Path) -> int:
 def test_every_record_is_staged_or_rejected_with_its_line_and_reason(stack, bad_dataset):
     assert run_window("2018-11-01T00:00:00Z", "2018-11-01T01:00:00Z").state == "success"
 
-    staged_lines = {line for (line,) in query(stack, "SELECT source_line FROM staging_events WHERE source_key = %s", (EVENTS_KEY,))}
+    staged = query(stack, "SELECT source_line FROM staging_events WHERE source_key = %s", (EVENTS_KEY,))
+    staged_lines = {line for (line,) in staged}
     rejects = {line: (field or "", reason) for line, field, reason in query(
         stack, "SELECT source_line, field, reason FROM stage_rejects WHERE source_key = %s", (EVENTS_KEY,))}
     for number, (_, outcome) in enumerate(EVENT_LINES, start=1):

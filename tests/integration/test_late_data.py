@@ -15,8 +15,8 @@ from datetime import date, datetime, timedelta
 import psycopg
 import pytest
 
-from model import event_time, expected_warehouse, read_events, read_json_values, read_songs
-from pipeline import (
+from support.model import event_time, expected_warehouse, read_events, read_json_values, read_songs
+from support.pipeline import (
     assert_matches_model, query, replace_bucket_contents, reset_warehouse, run_dag, run_window, s3_client, star_snapshot,
     task_result, write_lines,
 )
@@ -214,7 +214,7 @@ def test_the_same_change_during_two_concurrent_runs(final_data, stack, tmp_path)
     run_hours(*hours)
 
     replace_bucket_contents(stack, final_data)
-    code = ("import sys; from pipeline import run_window; "
+    code = ("import sys; from support.pipeline import run_window; "
             "sys.exit(0 if run_window(sys.argv[1], sys.argv[2]).state == 'success' else 1)")
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
     runs = [subprocess.Popen([sys.executable, "-c", code, f"{h:%Y-%m-%dT%H}:00:00Z", f"{h + HOUR:%Y-%m-%dT%H}:00:00Z"],
@@ -235,7 +235,7 @@ def test_the_same_change_during_two_concurrent_runs(final_data, stack, tmp_path)
 def _run_audit():
     from airflow.dag_processing.dagbag import DagBag
 
-    from pipeline import REPO
+    from support import REPO
 
     dag = DagBag(str(REPO / "dags")).dags["sparkify_audit"]
     for task in dag.tasks:

@@ -17,8 +17,8 @@ from datetime import date
 
 import pytest
 
-from conftest import REPO
-from pipeline import execute, replace_bucket_contents, reset_warehouse
+from support import REPO
+from support.pipeline import execute, replace_bucket_contents, reset_warehouse
 from scripts.sample_data import generate
 
 START, END = "2018-11-01T00:00:00Z", "2018-11-01T06:00:00Z"
@@ -34,12 +34,10 @@ LOADS = {
 }
 SONGS = 30  # more song files than the staging lineage lists one by one (MAX_OBJECT_DATASETS)
 
-# The child: one ETL run over the window, then one analytics run, both in process.
+# The child (with this process's import path): one ETL run over the window, then one analytics run, both in process.
 RUN_BOTH_DAGS = f"""
-import sys
-sys.path[:0] = [{str(REPO)!r}, {str(REPO / 'plugins')!r}, {str(REPO / 'tests' / 'integration')!r}]
 from airflow.dag_processing.dagbag import DagBag
-from pipeline import run_window
+from support.pipeline import run_window
 assert run_window({START!r}, {END!r}).state == "success"
 analytics = DagBag({str(REPO / 'dags')!r}).dags["sparkify_analytics"]
 assert analytics.test().state == "success"
@@ -59,6 +57,7 @@ def events(airflow_db, tmp_path_factory):
         **os.environ,
         "AIRFLOW__OPENLINEAGE__TRANSPORT": json.dumps({"type": "file", "log_file_path": str(events_file), "append": True}),
         "AIRFLOW__OPENLINEAGE__NAMESPACE": "sparkify-tests",
+        "PYTHONPATH": os.pathsep.join(sys.path),
     }
     result = subprocess.run([sys.executable, "-c", RUN_BOTH_DAGS], env=env, capture_output=True, text=True, timeout=900)
     assert result.returncode == 0, result.stderr[-5000:]

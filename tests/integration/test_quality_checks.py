@@ -5,7 +5,7 @@ One window is loaded once and kept as a snapshot. Each case restores the snapsho
 thing the way a bad load (or Redshift, which enforces no keys) could, and runs only the
 quality checks on it: exactly the task holding the broken check fails, and its log explains
 it. The expected counts and rows come from what the case broke and from the input JSON
-(tests/model.py), never from the SQL under test.
+(tests/support/model.py), never from the SQL under test.
 """
 
 from __future__ import annotations
@@ -18,8 +18,8 @@ from typing import Callable
 import psycopg
 import pytest
 
-from model import event_time, expected_warehouse, read_events, read_songs
-from pipeline import replace_bucket_contents, reset_warehouse, run_dag, run_window
+from support.model import event_time, expected_warehouse, read_events, read_songs
+from support.pipeline import replace_bucket_contents, reset_warehouse, run_dag, run_window
 from scripts.sample_data import generate
 
 WINDOW = ("2018-11-01T10:00:00Z", "2018-11-01T12:00:00Z")
@@ -33,7 +33,7 @@ KEYS = {"songplays": "songplay_id", "time": "start_time", "users": "user_id", "s
 class Loaded:
     stack: object
     events: list[dict]  # the input JSON's events
-    model: object  # tests/model.py's warehouse for WINDOW
+    model: object  # tests/support/model.py's warehouse for WINDOW
 
 
 @pytest.fixture(scope="module")

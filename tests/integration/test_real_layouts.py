@@ -16,9 +16,9 @@ from datetime import date, datetime, timedelta
 import psycopg
 import pytest
 
-from model import event_time, expected_warehouse, read_events, read_json_values, read_songs
-from pipeline import assert_matches_model as matches_model
-from pipeline import STAR_TABLES, query, replace_bucket_contents, reset_warehouse, run_window, star_snapshot
+from support.model import event_time, expected_warehouse, read_events, read_json_values, read_songs
+from support.pipeline import assert_matches_model as matches_model
+from support.pipeline import STAR_TABLES, query, replace_bucket_contents, reset_warehouse, run_window
 from scripts.sample_data import generate
 
 HOUR = timedelta(hours=1)
@@ -97,7 +97,8 @@ def test_real_layouts_stage_and_load_like_one_record_per_line(datasets, stack):
         snapshots[name] = assert_matches_model(stack, data_dir)
         # Every record of every file was staged: none rejected, the ledger's counts add up.
         assert query(stack, "SELECT count(*) FROM stage_rejects") == [(0,)], name
-        staged = query(stack, "SELECT sum(lines_read), sum(rows_staged) FROM stage_load_ledger WHERE table_name = 'staging_events'")
+        staged = query(stack, "SELECT sum(lines_read), sum(rows_staged) FROM stage_load_ledger "
+                              "WHERE table_name = 'staging_events'")
         events = len(read_events(data_dir))
         assert staged == [(events, events)], name
     one_line, other = snapshots.values()
@@ -106,7 +107,7 @@ def test_real_layouts_stage_and_load_like_one_record_per_line(datasets, stack):
 
 
 def _render_redshift_loads() -> dict[str, list[str]]:
-    from redshift import render
+    from support import render
     from sparkify.warehouse import split_statements
 
     return {sql_file.name: split_statements(sql_file.sql) for sql_file in render.load_sql("redshift")}

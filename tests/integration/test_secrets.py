@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from pipeline import replace_bucket_contents, reset_warehouse, run_window
+from support.pipeline import replace_bucket_contents, reset_warehouse, run_window
 from scripts.sample_data import generate
 
 FAKE_SECRET = "FAKE-S3CRET-sparkify-7f3a9c"

@@ -3,7 +3,7 @@ text is the COPY's credentials, and it must reach no log.
 
 ``sparkify_aws`` holds an access key, a secret key and a session token (no ``role_arn``), as a
 deployment without an IAM role for Redshift would; the staging task runs against the Redshift
-stand-in (``render.run_on_fake_redshift``) with the amazon provider's S3Hook reading that
+stand-in (``support.fake_redshift``) with the amazon provider's S3Hook reading that
 connection. The secrets must be in the COPY the stand-in received (else this proves nothing)
 and in no log: the captured output, Airflow's log files, the error a failed COPY raises.
 """
@@ -19,7 +19,8 @@ import pytest
 import sqlglot
 from sqlglot import exp
 
-from redshift.render import bind, run_on_fake_redshift
+from support.fake_redshift import run_on_fake_redshift
+from support.render import bind
 
 # Made up per run, never committed: shaped like AWS's, so a masker that only knows the shape
 # can't pass for one that knows the values.

@@ -9,7 +9,7 @@ import json
 
 import pytest
 
-from redshift import render
+from support import fake_redshift, render
 
 
 @pytest.fixture
@@ -20,7 +20,7 @@ def aws_region(monkeypatch):
 
 @pytest.mark.parametrize("serverless", [False, True], ids=["provisioned", "serverless"])
 def test_staging_lineage_names_on_redshift(aws_region, serverless):
-    capture = render.run_on_fake_redshift("stage_events", serverless=serverless, lineage=True)
+    capture = fake_redshift.run_on_fake_redshift("stage_events", serverless=serverless, lineage=True)
     lineage = capture.lineage
     assert [(d.namespace, d.name) for d in lineage.inputs] == [("s3://udacity-dend", render.EVENT_KEY)]
     (output,) = lineage.outputs

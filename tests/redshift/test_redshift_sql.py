@@ -1,6 +1,6 @@
 """The Redshift SQL of ``sparkify_etl``: rendered, parsed and pinned, without a database.
 
-Every SQL file every task issues is rendered through the DAG's real operators (``render.py``):
+Every SQL file every task issues is rendered through the DAG's real operators (``support/render.py``):
 ``create_tables``' DDL, the staging templates with the COPY script as
 ``StageToRedshiftOperator._copy_from_s3`` renders it, the fact and dimension loads in both
 dimension modes, and the queries of the quality-check operators. Each statement is split with
@@ -8,7 +8,7 @@ dimension modes, and the queries of the quality-check operators. Each statement 
 literals, and it is parsed with ``sqlglot.parse_one(..., read="redshift")``.
 
 Tasks are also run (``execute``) against a stand-in for the ``redshift_connector`` connection
-and for S3 (``render.run_on_fake_redshift``), to check that what they send is what was
+and for S3 (``support.fake_redshift.run_on_fake_redshift``), to check that what they send is what was
 rendered, that every ``%(name)s`` they send has a value, that ``redshift_connector``'s own
 paramstyle conversion accepts it, and to parse what only exists at run time: the statements
 with their real bind values and the queries the quality checks send when a check fails.
@@ -54,8 +54,9 @@ import sqlglot
 from sqlglot import exp
 from sqlglot.errors import ParseError
 
-from redshift import render
-from redshift.render import GOLDEN_DIR, SQL_DIR, bind, bind_samples, render_all, run_on_fake_redshift
+from support import fake_redshift, render
+from support.fake_redshift import run_on_fake_redshift
+from support.render import GOLDEN_DIR, SQL_DIR, bind, bind_samples, render_all
 from sparkify.warehouse import UnsupportedWarehouse, Warehouse, split_statements
 
 UPDATE_GOLDEN = os.environ.get("UPDATE_GOLDEN") == "1"
@@ -395,9 +396,9 @@ def test_dialect_follows_connection_type(monkeypatch, conn_type, dialect, hook_c
 def test_unsupported_connection_type(monkeypatch):
     monkeypatch.setenv("AIRFLOW_CONN_X", json.dumps({"conn_type": "mysql", "host": "db", "login": "u"}))
     with pytest.raises(UnsupportedWarehouse, match="mysql"):
-        Warehouse("x").dialect
+        _ = Warehouse("x").dialect
     with pytest.raises(UnsupportedWarehouse):
-        Warehouse("x").hook
+        _ = Warehouse("x").hook
 
 
 def test_operators_take_the_dialect_from_the_connection():
@@ -521,7 +522,7 @@ def test_stage_sends_the_rendered_copy_script(captures, task_id):
     assert list(capture.uploads) == [manifest_url]
     entries = json.loads(capture.uploads[manifest_url])["entries"]
     assert entries and all(entry["mandatory"] is True for entry in entries)
-    expected_keys = [render.EVENT_KEY] if task.table == "staging_events" else list(render.SONG_KEYS)
+    expected_keys = [render.EVENT_KEY] if task.table == "staging_events" else list(fake_redshift.SONG_KEYS)
     assert [entry["url"] for entry in entries] == [f"s3://{task.s3_bucket}/{key}" for key in expected_keys]
 
     # Then one ledger entry per object, in the same transaction.
@@ -537,10 +538,10 @@ def test_stage_records_redshifts_own_counts_in_the_ledger(captures, task_id):
     task = render.rendered_task(task_id, "redshift")
     ledger_inserts = [e.parameters for e in captures[task_id].executed
                       if e.statement.lstrip().upper().startswith("INSERT INTO STAGE_LOAD_LEDGER")]
-    rejected = {key: sum(1 for k, *_ in render.COPY_LOAD_ERRORS if k == key) for key in render.COPY_LINES_SCANNED}
-    expected_keys = [render.EVENT_KEY] if task.table == "staging_events" else list(render.SONG_KEYS)
+    rejected = {key: sum(1 for k, *_ in fake_redshift.COPY_LOAD_ERRORS if k == key) for key in fake_redshift.COPY_LINES_SCANNED}
+    expected_keys = [render.EVENT_KEY] if task.table == "staging_events" else list(fake_redshift.SONG_KEYS)
     assert {p["s3_key"]: (p["lines_read"], p["rows_staged"], p["rows_rejected"]) for p in ledger_inserts} == {
-        key: (render.COPY_LINES_SCANNED[key], render.COPY_LINES_SCANNED[key] - rejected[key], rejected[key])
+        key: (fake_redshift.COPY_LINES_SCANNED[key], fake_redshift.COPY_LINES_SCANNED[key] - rejected[key], rejected[key])
         for key in expected_keys
     }
     result = captures[task_id].result
@@ -552,7 +553,7 @@ def test_stage_names_file_line_and_reason_when_copy_fails_past_maxerror():
     from airflow.sdk.exceptions import AirflowFailException
 
     capture = run_on_fake_redshift("stage_events", copy_fails=True)
-    key, line, column, reason = render.COPY_LOAD_ERRORS[0]
+    key, line, column, reason = fake_redshift.COPY_LOAD_ERRORS[0]
     assert isinstance(capture.error, AirflowFailException)
     message = str(capture.error)
     assert f"s3://udacity-dend/{key} line {line}: {column}: {reason}" in message and "max_errors=10" in message
@@ -601,7 +602,7 @@ def test_serverless_stage_records_the_same_counts(captures, task_id):
 
 def test_serverless_names_file_line_and_reason_when_copy_fails_past_maxerror():
     capture = run_on_fake_redshift("stage_events", copy_fails=True, serverless=True)
-    key, line, column, reason = render.COPY_LOAD_ERRORS[0]
+    key, line, column, reason = fake_redshift.COPY_LOAD_ERRORS[0]
     assert f"s3://udacity-dend/{key} line {line}: {column}: {reason}" in str(capture.error)
     errors_query = find_file(REDSHIFT_FILES, "stage/copy_load_errors.sql [stage_events, serverless]").sql
     assert capture.executed[-1].statement == errors_query and "sys_load_error_detail" in errors_query

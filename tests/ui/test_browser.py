@@ -23,7 +23,6 @@ import os
 import re
 import secrets
 import shutil
-import socket
 import tempfile
 import time
 import urllib.error
@@ -34,10 +33,10 @@ from pathlib import Path
 
 import pytest
 
-from conftest import REPO
 from scripts.sample_data import generate
 from scripts.stack import LocalStack
 from scripts.upload_data import upload_dir
+from support.ports import free_ports
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = [
@@ -61,15 +60,6 @@ pytestmark = [
 ]
 
 OPENER = urllib.request.build_opener(urllib.request.ProxyHandler({}))
-
-
-def free_ports(count: int) -> list[int]:
-    ports: set[int] = set()
-    while len(ports) < count:
-        with socket.socket() as sock:
-            sock.bind(("127.0.0.1", 0))
-            ports.add(sock.getsockname()[1])
-    return sorted(ports)
 
 
 @contextlib.contextmanager

@@ -79,7 +79,9 @@ def test_records_over_redshifts_4mb_json_limit_are_rejected():
         parse(huge)
 
 
-EQUIVALENCE_COLUMNS = COLUMNS + [Column("title", "text"), Column("flag", "boolean"), Column("page", "character varying", 4, nullable=False)]
+EQUIVALENCE_COLUMNS = COLUMNS + [
+    Column("title", "text"), Column("flag", "boolean"), Column("page", "character varying", 4, nullable=False),
+]
 TRICKY_VALUES = [
     None, "", "  ", "x", " padded ", "\u3000", "long enough to cut", "ééé", "日本", "7", " 7 ", "-7", "+7", "٣", "1_000",
     "1.5", "1e3", "nan", "inf", "2147483648", "99999999999999999999", 0, 7, -7, 2 ** 31, -(2 ** 31) - 1,

@@ -61,10 +61,19 @@ def test_run_window_refuses_start_not_before_end(start, end):
         run_window({"start": start, "end": end}, *INTERVAL)
 
 
-def test_window_errors_fail_the_task_without_retries():
-    from airflow.sdk.exceptions import AirflowFailException
+# That a bad window fails its task at once, without retries, is tested through a real DAG run:
+# tests/integration/test_etl_semantics.py::test_invalid_window_fails_at_once_without_retries.
 
-    # Airflow's task runner fails an AirflowFailException at once, whatever the task's retries.
-    with pytest.raises(AirflowFailException):
-        run_window({"start": "2018-11-01T05:00:00Z"}, *INTERVAL)
-    assert issubclass(WindowError, ValueError)
+
+@pytest.mark.parametrize(("start", "end", "message"), [
+    ("not a time", "2018-11-01T02:00:00Z",
+     "start='not a time' is not an ISO-8601 timestamp, e.g. 2018-11-01T00:00:00Z"),
+    ("2018-11-01T01:00:00Z", "2018-11-01", "window start 2018-11-01T01:00:00 must be before end 2018-11-01T00:00:00"),
+    ("2018-11-01T01:30:00+01:00", "2018-11-01T02:00:00Z", "start=2018-11-01T00:30:00 must fall on a whole UTC hour"),
+    ("2018-11-01T01:00:00Z", "2018-11-01T02:00:01Z", "end=2018-11-01T02:00:01 must fall on a whole UTC hour"),
+])
+def test_a_refused_window_says_which_bound_and_why(start, end, message):
+    # The message is what an operator reads in the failed task's log: the bound, as UTC, and the rule.
+    with pytest.raises(WindowError) as refused:
+        resolve_window(start, end)
+    assert message in str(refused.value)

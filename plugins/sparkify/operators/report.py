@@ -249,7 +249,8 @@ def _draw_panel(axes: Any, name: str, records: list[dict[str, Any]], renderable:
         axes.bar(positions, [r["active_users"] - p for r, p in zip(records, paid)], bottom=paid,
                  label="free only", color="#C4C4C4")
         axes.set(title="Active users per day", ylabel="users")
-        axes.set_xticks(list(positions), days, rotation=45 if len(days) > 4 else 0, fontsize=8, ha="right" if len(days) > 4 else "center")
+        axes.set_xticks(list(positions), days, rotation=45 if len(days) > 4 else 0, fontsize=8,
+                        ha="right" if len(days) > 4 else "center")
         axes.legend(loc="upper left", fontsize=8)
     elif name == "level_share":
         labels = [r["level"] or "unknown" for r in records]
@@ -276,7 +277,7 @@ def _chart_fonts() -> tuple[list[str], set[int]]:
         try:
             path = font_manager.findfont(font_manager.FontProperties(family=family), fallback_to_default=False)
             renderable.update(FT2Font(path).get_charmap())
-        except Exception:  # noqa: S112 (a font we can't read just doesn't help)
+        except Exception:  # a font we can't read just doesn't help
             continue
     return families, renderable
 

@@ -518,7 +518,8 @@ class StageToRedshiftOperator(BaseOperator):
                         "lines_read": load.records_read, "rows_staged": load.rows_staged,
                         "rows_rejected": load.rows_rejected, "loaded_at": _utcnow(),
                     })
-        self.log.info("%s: COPY of %d objects from manifest s3://%s/%s complete", self.table, len(objects), self.s3_bucket, manifest_key)
+        self.log.info("%s: COPY of %d objects from manifest s3://%s/%s complete",
+                      self.table, len(objects), self.s3_bucket, manifest_key)
         if self.stale_sql:
             log_report(self.log, self.table, self.stale_sql, report)
         for obj, load in list(loads.items())[:20]:

@@ -8,17 +8,15 @@ and their own Jinja environment, so the text is what the tasks would send:
   through ``AIRFLOW_CONN_SPARKIFY_WAREHOUSE`` while rendering);
 * ``copy_from_s3_sql(task_id)``: the Redshift COPY script of a staging task, rendered
   with the same variables ``StageToRedshiftOperator._copy_from_s3`` passes;
-* ``run_on_fake_redshift(task_id)``: runs a task's ``execute`` against a stand-in for the
-  ``redshift_connector`` DB-API connection (and for S3) and records every statement,
-  its bind parameters and the cursor's paramstyle; bind parameters go through
-  ``redshift_connector``'s own paramstyle conversion, so a placeholder the driver would
-  reject is recorded as an error.
+* ``bind`` / ``bind_samples``: a statement with its ``%(name)s`` parameters as literals, to parse it.
+
+Running a task against a stand-in Redshift connection is ``support.fake_redshift``.
 
 Run it to look at the SQL (from the repository root)::
 
-    .venv/bin/python tests/redshift/render.py                  # list the renders
-    .venv/bin/python tests/redshift/render.py load/users.sql   # print those matching
-    .venv/bin/python tests/redshift/render.py --dialect postgres create/
+    PYTHONPATH=.:plugins:tests .venv/bin/python -m support.render                  # list the renders
+    PYTHONPATH=.:plugins:tests .venv/bin/python -m support.render load/users.sql   # print those matching
+    PYTHONPATH=.:plugins:tests .venv/bin/python -m support.render --dialect postgres create/
 
 The golden files in ``tests/redshift/golden`` are written by the tests
 (``UPDATE_GOLDEN=1``), see ``test_redshift_sql.py``.
@@ -27,27 +25,20 @@ The golden files in ``tests/redshift/golden`` are written by the tests
 from __future__ import annotations
 
 import copy
-import io
 import json
 import os
 import re
-import sys
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import date, datetime
 from functools import lru_cache
 from pathlib import Path
-from types import SimpleNamespace
-from typing import Any, Callable, Iterator
+from typing import Any, Iterator
 
 REPO = Path(__file__).resolve().parents[2]
-for _path in (str(REPO), str(REPO / "plugins")):
-    if _path not in sys.path:
-        sys.path.insert(0, _path)
-
 DAGS_DIR = REPO / "dags"
 SQL_DIR = REPO / "include" / "sql"
-GOLDEN_DIR = Path(__file__).resolve().parent / "golden"
+GOLDEN_DIR = REPO / "tests" / "redshift" / "golden"
 
 DAG_ID = "sparkify_etl"
 WAREHOUSE_CONN_ID = "sparkify_warehouse"
@@ -59,16 +50,9 @@ WINDOW_END = datetime(2018, 11, 1, 1)
 RUN_ID = "scheduled__2018-11-01T00:00:00+00:00"
 # What `scripts/sample_data.py` and the Udacity bucket call the day's event file.
 EVENT_KEY = "log_data/2018/11/2018-11-01-events.json"
-SONG_KEYS = ("song_data/A/A/A/TRAAAAW128F429D538.json", "song_data/A/A/B/TRAABJL12903CDCF1A.json")
 
 IAM_ROLE_ARN = "arn:aws:iam::123456789012:role/sparkify-redshift"
 CREDENTIALS = f"IAM_ROLE '{IAM_ROLE_ARN}'"
-
-# What the stand-in Redshift reports for the staging COPY (stl_load_commits, stl_load_errors, or
-# on Serverless sys_load_detail, sys_load_error_detail):
-# lines scanned per object, and the lines it rejected (key, line, column, reason).
-COPY_LINES_SCANNED = {EVENT_KEY: 3000, **{key: 1 for key in SONG_KEYS}}
-COPY_LOAD_ERRORS = [(EVENT_KEY, 17, "ts", "Invalid timestamp format or value [YYYY-MM-DD HH24:MI:SS]")]
 
 # Stage templates only the Redshift path sends (the COPY and Redshift's account of it).
 REDSHIFT_PATH_TEMPLATES = ("stage/copy_from_s3.sql", "stage/copy_load_counts.sql", "stage/copy_load_errors.sql")
@@ -295,7 +279,8 @@ def staging_columns(table: str) -> tuple[tuple[str, str, int | None, str], ...]:
         kind = column.args["kind"]
         length = int(kind.expressions[0].name) if kind.expressions else None
         data_type = {"VARCHAR": "character varying", "DOUBLE": "double precision"}.get(kind.this.name, kind.this.name.lower())
-        not_null = any(isinstance(c.kind, (exp.NotNullColumnConstraint, exp.PrimaryKeyColumnConstraint)) for c in column.constraints)
+        not_null = any(isinstance(c.kind, (exp.NotNullColumnConstraint, exp.PrimaryKeyColumnConstraint))
+                       for c in column.constraints)
         rows.append((column.name, data_type, length, "NO" if not_null else "YES"))
     return tuple(rows)
 
@@ -395,265 +380,6 @@ def _split(sql: str) -> list[str]:
     from sparkify.warehouse import split_statements
 
     return split_statements(sql)
-
-
-# --------------------------------------------------------------------------- running on a stand-in
-
-
-@dataclass
-class Executed:
-    """One statement a task sent, how, and what the driver made of its bind parameters."""
-
-    statement: str
-    parameters: Any
-    paramstyle: str
-    via: str  # "transaction" (Warehouse.transaction) or "hook" (DbApiHook.run / get_records)
-    error: str | None = None  # redshift_connector's complaint about the placeholders, if any
-
-
-@dataclass
-class Capture:
-    executed: list[Executed] = field(default_factory=list)
-    uploads: dict[str, str] = field(default_factory=dict)  # s3://bucket/key -> body
-    commits: int = 0
-    rollbacks: int = 0
-    result: Any = None
-    error: BaseException | None = None  # what execute() raised (expected for failing checks)
-    answer: Callable[[str, Any], list[tuple]] | None = None  # query results; None: _answer's
-    copy_fails: bool = False  # the COPY raises, as Redshift's does past MAXERROR
-    lineage: Any = None  # the task's OpenLineage facets after execute (run_on_fake_redshift(lineage=True))
-
-
-class _FakeCursor:
-    """Stands in for a ``redshift_connector`` cursor: default paramstyle from the driver
-    module, and bind parameters converted by the driver's own ``convert_paramstyle``."""
-
-    def __init__(self, capture: Capture, via: str, connection: "_FakeConnection"):
-        import redshift_connector
-
-        self.paramstyle = redshift_connector.paramstyle
-        self.connection = connection
-        self._capture = capture
-        self._via = via
-        self._rows: list[tuple] = []
-        self.rowcount = -1
-        self.description = None
-
-    def execute(self, operation: str, args: Any = None) -> None:
-        import redshift_connector
-        from redshift_connector.core import convert_paramstyle
-
-        error = None
-        if args is not None:  # redshift_connector binds whenever vals is not None
-            try:
-                _, make_args = convert_paramstyle(self.paramstyle, operation)
-                make_args(args)
-            except Exception as err:  # noqa: BLE001 - recorded, asserted on by the tests
-                error = f"{type(err).__name__}: {err}"
-        self._capture.executed.append(Executed(operation, args, self.paramstyle, self._via, error))
-        if self._capture.copy_fails and _first_word(operation) == "COPY":
-            raise redshift_connector.ProgrammingError(
-                "Load into table 'staging_events_new' failed. Check 'stl_load_errors' system table for details."
-            )
-        answer = self._capture.answer or (lambda operation, args: _answer(operation, args, self._capture))
-        self._rows = list(answer(operation, args))
-        returns_rows = _first_word(operation) in ("SELECT", "WITH")
-        self.description = [("column", 25, None, None, None, None, None)] if returns_rows else None
-        self.rowcount = len(self._rows) if returns_rows else 0
-
-    def executemany(self, operation: str, seq: list[Any]) -> None:
-        for args in seq:
-            self.execute(operation, args)
-
-    def fetchall(self) -> list[tuple]:
-        return list(self._rows)
-
-    def fetchone(self) -> tuple | None:
-        return self._rows[0] if self._rows else None
-
-    def close(self) -> None:
-        pass
-
-
-def _first_word(statement: str) -> str:
-    from sparkify.warehouse import first_code_line
-
-    line = first_code_line(statement)
-    return line.split(None, 1)[0].upper() if line else ""
-
-
-def _answer(operation: str, args: Any, capture: Capture) -> list[tuple]:
-    """Query results: the staging table's columns for stage/columns.sql; for the
-    stage/copy_load_*.sql queries, Redshift's account (COPY_LINES_SCANNED, COPY_LOAD_ERRORS)
-    of the last COPY, which read the objects of the last manifest uploaded; else no rows."""
-    if "information_schema.columns" in operation and isinstance(args, dict):
-        return list(staging_columns(args["table"]))
-    if "CURRENT_SCHEMA" in operation.upper():
-        return [("public",)]
-    if "SVV_REDSHIFT_COLUMNS" in operation.upper():  # OpenLineage's schema look-up (schema, table, column, ...)
-        return [("public", table, name, position, data_type, "dev")
-                for table in ("staging_events", "staging_songs") if f"'{table}'" in operation
-                for position, (name, data_type, *_) in enumerate(staging_columns(table), start=1)]
-    copied = [entry["url"] for entry in json.loads(list(capture.uploads.values())[-1])["entries"]] if capture.uploads else []
-    lines = {url: COPY_LINES_SCANNED[url.split("/", 3)[3]] for url in copied}
-    errors = [(url, line, column, reason) for url in copied for key, line, column, reason in COPY_LOAD_ERRORS
-              if url.split("/", 3)[3] == key]
-    if "pg_last_copy_count()" in operation:
-        return [(sum(lines.values()) - len(errors),)]
-    if "FROM stl_load_commits" in operation or "FROM sys_load_detail" in operation:
-        return list(lines.items())
-    if ("FROM stl_load_errors" in operation or "FROM sys_load_error_detail" in operation) and _first_word(operation) == "SELECT":
-        return errors
-    return []
-
-
-class _FakeConnection:
-    def __init__(self, capture: Capture, via: str):
-        self._capture = capture
-        self._via = via
-        self.autocommit = False
-
-    def cursor(self) -> _FakeCursor:
-        return _FakeCursor(self._capture, self._via, self)
-
-    def commit(self) -> None:
-        self._capture.commits += 1
-
-    def rollback(self) -> None:
-        self._capture.rollbacks += 1
-
-    def close(self) -> None:
-        pass
-
-
-class _FakeS3:
-    """The few S3Hook calls the staging operator makes, over a fixed listing."""
-
-    def __init__(self, capture: Capture, region: str | None = None):
-        self._capture = capture
-        self.objects = {EVENT_KEY: ("0123456789abcdef0123456789abcdef", 2_500_000)}
-        self.objects.update({key: (f"{index:032x}", 250) for index, key in enumerate(SONG_KEYS, start=1)})
-        self.conn_config = SimpleNamespace(role_arn=IAM_ROLE_ARN)
-        self.conn_region_name = region
-        self.files = {"log_json_path.json": _event_jsonpaths()}
-
-    def get_conn(self) -> SimpleNamespace:
-        """The boto3 client calls: the bucket check and reading the JSONPaths file."""
-        return SimpleNamespace(
-            head_bucket=lambda Bucket: {},
-            get_object=lambda Bucket, Key: {"Body": io.BytesIO(self.files[Key])},
-        )
-
-    def head_object(self, key: str, bucket_name: str) -> dict | None:
-        if key in self.files:
-            return {"ETag": '"jsonpaths"', "ContentLength": len(self.files[key])}
-        if key not in self.objects:
-            return None
-        etag, size = self.objects[key]
-        return {"ETag": f'"{etag}"', "ContentLength": size}
-
-    def iter_file_metadata(self, prefix: str, bucket_name: str, **_: Any) -> Iterator[dict]:
-        for key, (etag, size) in sorted(self.objects.items()):
-            if key.startswith(prefix):
-                yield {"Key": key, "ETag": f'"{etag}"', "Size": size}
-
-    def load_string(self, string_data: str, key: str, bucket_name: str, replace: bool = False, **_: Any) -> None:
-        self._capture.uploads[f"s3://{bucket_name}/{key}"] = string_data
-
-
-def _event_jsonpaths() -> bytes:
-    from scripts.sample_data import _jsonpaths
-
-    return _jsonpaths().encode()
-
-
-def _failing_check_answer(task) -> Callable[[str, Any], list[tuple]]:
-    """Results that fail every check of a common.sql check operator, so that it also sends
-    whatever it queries on failure (e.g. samples of offending rows)."""
-    from airflow.providers.common.sql.operators.sql import SQLColumnCheckOperator
-
-    if isinstance(task, SQLColumnCheckOperator):
-        rows = [(column, check, 1) for column, checks in task.column_mapping.items() for check in checks]
-    else:
-        rows = [(name, 0) for name in task.checks]
-
-    def answer(operation: str, args: Any) -> list[tuple]:
-        return rows if operation == task.sql else []
-
-    return answer
-
-
-def run_on_fake_redshift(task_id: str, copy_fails: bool = False, serverless: bool = False, iam_role: bool = True,
-                         lineage: bool = False, **params: Any) -> Capture:
-    """Render a task for a Redshift connection and run its ``execute`` against stand-ins
-    for the Redshift DB-API connection and S3; return what it sent.
-
-    Quality-check tasks are rendered with ``check_context()`` and given results that fail
-    every check: their ``execute`` raises (kept in ``Capture.error``) after sending both the
-    check query and any failure queries. With ``copy_fails`` a staging task's COPY raises, as
-    past MAXERROR, and what the task raised is kept in ``Capture.error`` too. With
-    ``serverless`` the warehouse connection is a Redshift Serverless workgroup. Without
-    ``iam_role`` the staging COPY's credentials come from the task's real AWS connection (the
-    amazon provider's S3Hook reading it), e.g. access keys, instead of the stand-in's role.
-    With ``lineage`` the task's OpenLineage facets are then built (``Capture.lineage``), as
-    the provider's listener would after the task."""
-    from sparkify.operators import StageToRedshiftOperator
-    from sparkify.operators.load import _WindowLoadOperator
-
-    capture = Capture(copy_fails=copy_fails)
-    is_check = task_id in check_tasks()
-    context = check_context() if is_check else task_context(**params)
-    with warehouse_connection("redshift-serverless" if serverless else "redshift"):
-        task = rendered_task(task_id, "redshift", context=context)
-        if isinstance(task, (StageToRedshiftOperator, _WindowLoadOperator)):
-            warehouse = task.warehouse
-            assert warehouse.dialect == "redshift"
-            hook = warehouse.hook
-            # Warehouse.transaction and DbApiHook.run both open connections with get_conn().
-            state = {"depth": 0}
-
-            def get_conn():
-                return _FakeConnection(capture, "transaction" if state["depth"] else "hook")
-
-            original = warehouse.transaction
-
-            @contextmanager
-            def transaction():
-                state["depth"] += 1
-                try:
-                    with original() as cursor:
-                        yield cursor
-                finally:
-                    state["depth"] -= 1
-
-            hook.get_conn = get_conn
-            warehouse.transaction = transaction
-            if isinstance(task, StageToRedshiftOperator):
-                task.__dict__["s3"] = _FakeS3(capture)
-                if not iam_role:
-                    from airflow.providers.amazon.aws.hooks.s3 import S3Hook
-
-                    real = S3Hook(aws_conn_id=task.aws_conn_id)
-                    task.s3.conn_config, task.s3.get_credentials = real.conn_config, real.get_credentials
-        else:
-            hook = task.get_db_hook()
-
-            def get_conn():
-                return _FakeConnection(capture, "hook")
-
-            hook.get_conn = get_conn
-            task.get_db_hook = lambda: hook
-            if is_check:
-                capture.answer = _failing_check_answer(task)
-        try:
-            capture.result = task.execute(context)
-            if lineage:
-                capture.lineage = task.get_openlineage_facets_on_complete(None)
-        except Exception as err:  # noqa: BLE001
-            if not (is_check or copy_fails):
-                raise
-            capture.error = err
-    return capture
 
 
 def sql_literal(value: Any) -> str:

@@ -40,12 +40,13 @@ import pytest
 from celery.states import READY_STATES as READY
 from psycopg import sql
 
-from integration.pipeline import star_snapshot
 from scripts.pipeline import ANALYTICS_DAG_ID, AirflowAPI, PipelineError, parse_hour, wait_for
 from scripts.sample_data import generate
 from scripts.stack import REPO_ROOT, LocalStack, PortInUseError, StackError
 from scripts.upload_data import upload_dir
-from test_stack import listening_addresses
+from support.pipeline import star_snapshot
+from support.ports import free_ports
+from support.processes import listening_addresses
 
 needs_redis = pytest.mark.skipif(
     shutil.which("redis-server") is None,
@@ -84,15 +85,6 @@ class Outcome:
     status: dict[str, bool] = field(default_factory=dict)
     seconds: dict[str, float] = field(default_factory=dict)
     manual_run: ManualRun | None = None
-
-
-def free_ports(count: int) -> list[int]:
-    ports: set[int] = set()
-    while len(ports) < count:
-        with socket.socket() as sock:
-            sock.bind(("127.0.0.1", 0))
-            ports.add(sock.getsockname()[1])
-    return sorted(ports)
 
 
 def make_state_dir(tag: str) -> Path:
@@ -217,7 +209,7 @@ def make_run_on_an_empty_warehouse(stack: LocalStack, api: AirflowAPI) -> Manual
     result = subprocess.run(
         [sys.executable, "-m", "scripts.pipeline", "run", "--start", WINDOW[0], "--end", WINDOW[1]],
         cwd=REPO_ROOT, env={**env, **stack.env()}, capture_output=True, text=True, timeout=300,
-    )  # fmt: skip
+    )
     return ManualRun(sorted(tables), result.returncode, result.stdout + result.stderr, star_snapshot(stack))
 
 
@@ -257,7 +249,7 @@ def run_pipeline(executor: str, data_dir: Path, ports: list[int], manual_run: bo
             rows = db.execute(
                 "SELECT id::text, run_id, task_id, state, external_executor_id FROM task_instance "
                 "WHERE dag_id = %s ORDER BY run_id, task_id", (DAG_ID,),
-            ).fetchall()  # fmt: skip
+            ).fetchall()
             task_instances = [dict(zip(("id", "run_id", "task_id", "state", "external_executor_id"), row)) for row in rows]
             celery_results = {}
             if db.execute("SELECT to_regclass('celery_taskmeta')").fetchone()[0] is not None:
@@ -378,8 +370,9 @@ def test_celery_processes_listen_nowhere_public(outcomes: dict[str, Outcome]) ->
 
 @slow
 def test_make_run_and_make_backfill_give_the_same_warehouse(outcomes: dict[str, Outcome]) -> None:
-    """Issue 3: one manual run over the backfilled hours, from an empty warehouse, gives the
-    identical star schema (same rows, same songplay_ids) as the scheduler's hourly backfill runs."""
+    """``make run`` and ``make backfill`` are interchangeable: one manual run over the backfilled
+    hours, from an empty warehouse, gives the identical star schema (same rows, same songplay_ids)
+    as the scheduler's hourly backfill runs."""
     local = outcomes["LocalExecutor"]
     manual = local.manual_run
     assert {*local.snapshot, "staging_events", "staging_songs", "stage_load_ledger", "loaded_hours"} <= set(

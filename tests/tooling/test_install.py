@@ -9,7 +9,8 @@ from pathlib import Path
 
 from packaging.utils import canonicalize_name
 
-REPO = Path(__file__).resolve().parent.parent
+from support import REPO
+
 # What `python -m venv` puts in every venv (setuptools up to Python 3.11); `pip freeze` leaves
 # them out too. Checked like the rest when constraints.txt pins them.
 VENV_BOOTSTRAP = {"pip", "setuptools"}

@@ -23,7 +23,7 @@ import pytest
 class _Webhook(BaseHTTPRequestHandler):
     received: list[dict] = []
 
-    def do_POST(self):  # noqa: N802 (http.server API)
+    def do_POST(self):  # the name http.server calls
         length = int(self.headers.get("Content-Length", 0))
         type(self).received.append(json.loads(self.rfile.read(length)))
         self.send_response(200)

@@ -8,7 +8,8 @@ from pathlib import Path
 
 import boto3
 
-from conftest import REPO, free_port
+from support import REPO
+from support.ports import free_port
 from scripts.sample_data import generate
 
 

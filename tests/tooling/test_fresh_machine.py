@@ -17,11 +17,11 @@ from pathlib import Path
 
 import pytest
 
-from conftest import free_port
+from support import REPO
+from support.ports import free_port
 from scripts.stack import SERVER_ACCOUNT, STATE_MARKER, StackConfig
 from scripts.stack.pg_install import PgPlaces
 
-REPO = Path(__file__).resolve().parent.parent
 
 pytestmark = [
     pytest.mark.slow,
@@ -51,7 +51,7 @@ make down
 def copy_checkout(target: Path) -> None:
     """The working tree as a clone has it (tracked and new files; nothing git ignores)."""
     listed = subprocess.run(["git", "ls-files", "-z", "-co", "--exclude-standard"], cwd=REPO, check=True,
-                            capture_output=True).stdout  # fmt: skip
+                            capture_output=True).stdout
     for name in filter(None, listed.decode().split("\0")):
         source = REPO / name
         if source.is_file():
@@ -88,7 +88,7 @@ def test_make_up_and_down_as_root_in_a_private_home_without_system_postgres():
         ports = {"SPARKIFY_PG_PORT": free_port(), "SPARKIFY_S3_PORT": free_port(), "SPARKIFY_API_PORT": free_port()}
         env.update({key: str(port) for key, port in ports.items()}, HIDE=str(hide), CHECKOUT=str(checkout))
         result = subprocess.run(["unshare", "-m", "--propagation", "private", "bash", "-c", FRESH_MACHINE],
-                                env=env, capture_output=True, text=True, timeout=840)  # fmt: skip
+                                env=env, capture_output=True, text=True, timeout=840)
         output = result.stdout + result.stderr
         assert result.returncode == 0, output[-6000:]
 

@@ -14,11 +14,8 @@ from pathlib import Path
 
 import pytest
 
-REPO = Path(__file__).resolve().parents[1]
-if str(REPO) not in sys.path:  # also works when run as plain `pytest`
-    sys.path.insert(0, str(REPO))
-
-from scripts.sample_data import generate  # noqa: E402
+from scripts.sample_data import generate
+from support import REPO
 
 EVENT_KEYS = [
     "artist", "auth", "firstName", "gender", "itemInSession", "lastName",

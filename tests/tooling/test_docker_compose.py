@@ -13,13 +13,13 @@ import json
 import re
 import subprocess
 import sys
-from pathlib import Path
 from urllib.parse import urlparse
 
 import pytest
 import yaml
 
-REPO = Path(__file__).resolve().parent.parent
+from support import REPO
+
 COMPOSE_FILE = REPO / "docker-compose.yaml"
 
 AIRFLOW_SERVICES = (

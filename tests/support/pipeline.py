@@ -109,7 +109,7 @@ def star_snapshot(stack) -> dict[str, list[tuple]]:
 
 
 def assert_matches_model(stack, model) -> dict[str, list[tuple]]:
-    """Every star table equals the model's (tests/model.py), songplay_ids included."""
+    """Every star table equals the model's (tests/support/model.py), songplay_ids included."""
     snapshot = star_snapshot(stack)
     expected = {"songplays": model.songplay_ids, "users": model.users, "songs": model.songs,
                 "artists": model.artists, "time": model.time}

@@ -120,7 +120,8 @@ def expected_warehouse(events: list[dict], songs: list[dict], windows: list[tupl
         session_id, item = int(event["sessionId"]), int(event["itemInSession"])
         # The latest event by (ts, session, item); among copies of one event, the lowest values.
         first, last, gender, level = (_blank(event[key]) for key in ("firstName", "lastName", "gender", "level"))
-        rank = ((moment, session_id, item), tuple((value is not None, _Inverted(value)) for value in (level, first, last, gender)))
+        rank = ((moment, session_id, item),
+                tuple((value is not None, _Inverted(value)) for value in (level, first, last, gender)))
         if user_id not in latest or rank > latest[user_id][0]:
             latest[user_id] = (rank, (first, last, gender, level))
         if event["page"] != "NextSong":

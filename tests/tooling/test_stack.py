@@ -11,6 +11,7 @@ from __future__ import annotations
 import importlib.util
 import json
 import os
+import re
 import shutil
 import signal
 import socket
@@ -30,26 +31,15 @@ import psycopg
 import pytest
 
 from scripts.stack import (
-    AIRFLOW_COMPONENTS, PG_BIN_VAR, REPO_ROOT, SERVER_ACCOUNT, STATE_MARKER, LocalStack, PortInUseError, StackError,
+    AIRFLOW_COMPONENTS, PG_BIN_VAR, REPO_ROOT, SERVER_ACCOUNT, LocalStack, PortInUseError, StackError,
     pid_alive,
 )
+from support.ports import free_port, free_ports
+from support.processes import listening_addresses
 
 pytestmark = pytest.mark.timeout(180)
 
 OPENER = urllib.request.build_opener(urllib.request.ProxyHandler({}))
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def free_ports(count: int) -> list[int]:
-    ports: set[int] = set()
-    while len(ports) < count:
-        ports.add(free_port())
-    return sorted(ports)
 
 
 def make_state_dir(tag: str) -> Path:
@@ -75,39 +65,11 @@ def read_pid(stack: LocalStack, name: str) -> int:
     return int((stack.run_dir / f"{name}.pid").read_text())
 
 
-def listening_addresses(*leaders: int, state_dir: Path | None = None) -> list[str]:
-    """``host:port`` of every listening TCP socket held by the processes ``leaders``, their process
-    groups, and (with ``state_dir``) any process carrying that stack's environment marker."""
-    marker = f"{STATE_MARKER}={state_dir}".encode() if state_dir is not None else None
-    inodes = set()
-    for proc in Path("/proc").iterdir():
-        if not proc.name.isdigit():
-            continue
-        try:
-            pid = int(proc.name)
-            ours = pid in leaders or os.getpgid(pid) in leaders
-            if not ours and marker is not None:
-                ours = marker in (proc / "environ").read_bytes().split(b"\0")
-            if not ours:
-                continue
-            for fd in (proc / "fd").iterdir():
-                target = os.readlink(fd)
-                if target.startswith("socket:["):
-                    inodes.add(target[8:-1])
-        except OSError:  # the process exited meanwhile, or is not ours to read
-            continue
-    found = []
-    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
-        for line in Path(table).read_text().splitlines()[1:]:
-            fields = line.split()
-            if fields[3] == "0A" and fields[9] in inodes:  # 0A: LISTEN
-                address, port = fields[1].rsplit(":", 1)
-                if len(address) == 8:  # IPv4, little-endian hex
-                    host = socket.inet_ntoa(bytes.fromhex(address)[::-1])
-                else:
-                    host = "[" + bytes.fromhex(address).hex() + "]"
-                found.append(f"{host}:{int(port, 16)}")
-    return sorted(found)
+def spawn_count(stack: LocalStack) -> int:
+    """How many processes the stack has started so far: its supervisor writes one
+    ``=== <time> starting: <command>`` line to the service's log for each."""
+    return sum(len(re.findall(r"^=== .* starting: ", log.read_text(errors="replace"), re.M))
+               for log in stack.logs_dir.glob("*.log"))
 
 
 def start_sleeper(*extra_args: str) -> subprocess.Popen:
@@ -271,10 +233,10 @@ def test_s3_endpoint_answers_and_bucket_exists(stack: LocalStack) -> None:
 
 def test_starting_twice_is_a_noop(stack: LocalStack) -> None:
     before = {name: read_pid(stack, name) for name in ("postgres", "s3")}
-    started = time.monotonic()
+    spawned = spawn_count(stack)
     stack.start_postgres()
     stack.start_s3()
-    assert time.monotonic() - started < 10
+    assert spawn_count(stack) == spawned, "a running server was started again"
     assert {name: read_pid(stack, name) for name in ("postgres", "s3")} == before
     assert stack.status()["postgres"] and stack.status()["s3"]
 
@@ -498,7 +460,7 @@ def test_cli_sql_env_and_status(stack: LocalStack) -> None:
     shell = subprocess.run(
         ["bash", "-c", 'eval "$1"; printf %s "$AIRFLOW_CONN_SPARKIFY_WAREHOUSE"', "_", env_out.stdout],
         capture_output=True, text=True, check=True,
-    )  # fmt: skip
+    )
     assert json.loads(shell.stdout) == json.loads(stack.env()["AIRFLOW_CONN_SPARKIFY_WAREHOUSE"])
 
     status = cli(stack, "status", "--json")
@@ -519,9 +481,9 @@ def test_airflow_up_runs_a_dag_and_stops(stack: LocalStack) -> None:
     assert status == 200 and version["version"].startswith("3.")
 
     pids = {name: read_pid(stack, name) for name in ("api-server", "scheduler", "dag-processor", "triggerer")}
-    started = time.monotonic()
+    spawned = spawn_count(stack)
     stack.up()  # already up: no-op
-    assert time.monotonic() - started < 10
+    assert spawn_count(stack) == spawned, "up() on a running stack started something again"
     assert {name: read_pid(stack, name) for name in pids} == pids
 
     # End to end through LocalExecutor + execution API: the shared JWT secret and URLs work.
@@ -587,7 +549,7 @@ def test_ci_turns_skips_into_failures(tmp_path: Path) -> None:
             [sys.executable, "-m", "pytest", "-q", "-rA", "-p", "conftest", "-p", "no:cacheprovider",
              "--rootdir", str(tmp_path), "test_probe.py"],
             cwd=tmp_path, env={**env, **extra}, capture_output=True, text=True, timeout=120,
-        )  # fmt: skip
+        )
 
     local = pytest_run()
     assert local.returncode == 0, local.stdout
