@@ -35,7 +35,7 @@ def ensure_tables(warehouse: Warehouse, render: Callable[[str], str], run_id: st
                 return False
     with warehouse.transaction() as cursor:
         cursor.execute(render("create/create_tables_lock.sql"))
-        for table, text in zip(CREATE_ORDER, ddl):
+        for text in ddl:
             for statement in split_statements(text):
                 cursor.execute(statement)
         parameters = {"version": version, "run_id": run_id,
