@@ -252,7 +252,7 @@ def job_dag_window(args: dict) -> dict:
         dag.deadline = None  # as tests/support/pipeline.py: dag.test() in 3.3.2 can't resolve Deadline Alerts
     conf = {"start": args["start"], "end": args["end"]}
     # skip_checks (filling a warehouse, not measured): mark the quality checks successful unrun.
-    skip = {"mark_success_pattern": r"quality_checks\..*"} if args.get("skip_checks") else {}
+    skip = {"mark_success_pattern": r"quality_checks$"} if args.get("skip_checks") else {}
     result = _measure(lambda: dag.test(run_conf=conf, **skip), args.get("profile"))
     run = result.pop("value")
     tasks = {}

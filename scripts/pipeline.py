@@ -149,7 +149,7 @@ def summarize(api: AirflowAPI, runs: list[dict]) -> bool:
     failing_tasks = []
     for run in runs:
         for ti in api.task_instances(run["dag_run_id"]):
-            if ti["task_id"].startswith("quality_checks."):
+            if ti["task_id"] == "quality_checks":
                 checks[ti["state"] if ti["state"] in checks else "other"] += 1
             if ti["state"] in ("failed", "upstream_failed"):
                 failing_tasks.append(f"{run['dag_run_id']}: {ti['task_id']} {ti['state']}")

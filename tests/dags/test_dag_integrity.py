@@ -25,22 +25,23 @@ def test_no_import_errors(dagbag):
 
 
 def test_etl_task_graph(dagbag):
+    """Stage (both sources) -> fact -> dimensions -> checks: the diagram in the README."""
     dag = dagbag.dags["sparkify_etl"]
     upstream = {task.task_id: set(task.upstream_task_ids) for task in dag.tasks}
-    assert upstream["create_tables"] == set()
-    assert upstream["stage_events"] == upstream["stage_songs"] == {"create_tables"}
-    assert upstream["load_songplays_fact"] == {"stage_events", "stage_songs"}
-    assert upstream["load_users_dim"] == upstream["load_time_dim"] == {"load_songplays_fact"}
-    assert upstream["load_songs_dim"] == upstream["load_artists_dim"] == {"stage_songs"}
-    checks = {task_id for task_id in upstream if task_id.startswith("quality_checks.")}
-    assert {"quality_checks.songplays_columns", "quality_checks.users_columns", "quality_checks.songs_columns",
-            "quality_checks.artists_columns", "quality_checks.time_columns"} <= checks
-    loads = {"load_users_dim", "load_songs_dim", "load_artists_dim", "load_time_dim"}
-    for check in checks:
-        assert upstream[check] == loads
+    assert upstream == {
+        "stage_events": set(),
+        "stage_songs": set(),
+        "load_songplays_fact": {"stage_events", "stage_songs"},
+        "load_dimensions": {"load_songplays_fact"},
+        "quality_checks": {"load_dimensions"},
+    }
+    assert list(dag.get_task("load_dimensions").sql) == ["songs", "artists", "users", "time"]
+    assert set(dag.get_task("quality_checks").checks) == {
+        "songplays", "time", "users", "songs", "artists", "loaded_hours", "stage_load_ledger"}
+    assert all(task.create_tables for task in dag.tasks if task.task_id.startswith("stage_"))
 
 
-def test_etl_schedule_and_defaults(dagbag):
+def test_etl_schedule(dagbag):
     from airflow.timetables.interval import CronDataIntervalTimetable
 
     dag = dagbag.dags["sparkify_etl"]
@@ -52,11 +53,25 @@ def test_etl_schedule_and_defaults(dagbag):
     assert dag.doc_md and "backfill" in dag.doc_md.lower()
     assert {"sparkify", "etl"} <= set(dag.tags)
     assert set(dag.params.keys()) >= {"start", "end", "full_refresh", "max_errors"}
+
+
+DAG_IDS = ("sparkify_etl", "sparkify_analytics", "sparkify_audit")
+
+
+def test_every_dag_is_here(dagbag):
+    assert set(dagbag.dag_ids) == set(DAG_IDS)
+
+
+@pytest.mark.parametrize("dag_id", DAG_IDS)
+def test_every_dag_has_tags_docs_owner_and_retries(dagbag, dag_id):
+    dag = dagbag.dags[dag_id]
+    assert "sparkify" in dag.tags and dag.doc_md
     for task in dag.tasks:
+        assert task.owner == "sparkify-data", task.task_id
         assert task.retries >= 2, task.task_id
         assert task.retry_delay >= timedelta(seconds=30), task.task_id
         assert task.email_on_retry is False, task.task_id
-        assert task.owner == "sparkify-data"
+        assert task.doc_md, task.task_id
 
 
 def test_window_params_reject_bad_values(dagbag):

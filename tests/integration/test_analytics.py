@@ -239,10 +239,10 @@ def test_assets_connect_the_load_tasks_to_the_analytics_schedule():
             produced[asset.name] = (task.task_id, asset.uri)
     assert produced == {
         "sparkify.songplays": ("load_songplays_fact", "x-sparkify://warehouse/public/songplays"),
-        "sparkify.users": ("load_users_dim", "x-sparkify://warehouse/public/users"),
-        "sparkify.songs": ("load_songs_dim", "x-sparkify://warehouse/public/songs"),
-        "sparkify.artists": ("load_artists_dim", "x-sparkify://warehouse/public/artists"),
-        "sparkify.time": ("load_time_dim", "x-sparkify://warehouse/public/time"),
+        "sparkify.users": ("load_dimensions", "x-sparkify://warehouse/public/users"),
+        "sparkify.songs": ("load_dimensions", "x-sparkify://warehouse/public/songs"),
+        "sparkify.artists": ("load_dimensions", "x-sparkify://warehouse/public/artists"),
+        "sparkify.time": ("load_dimensions", "x-sparkify://warehouse/public/time"),
     }
     condition = analytics.timetable.asset_condition
     assert type(condition).__name__ == "AssetAll"  # every table, not any one of them

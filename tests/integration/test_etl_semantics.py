@@ -194,7 +194,7 @@ def test_full_refresh_rebuilds_the_dimensions_like_the_hourly_runs(dataset, stac
     log = capfd.readouterr().out
     for table, rows in counts_before.items():
         # truncate-insert ran: every row was deleted and the table rebuilt (a merge would update none).
-        counts = task_result(run, f"load_{table}_dim")
+        counts = task_result(run, "load_dimensions")[table]
         assert counts["DELETE"] == rows and counts["INSERT"] == rows - 1, (table, counts)
         # The task log groups the statements and sums them up per table.
         assert f"::group::Loading {table} (mode truncate-insert)" in log

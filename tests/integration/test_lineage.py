@@ -27,10 +27,9 @@ LOADS = {
     # The songplays and users loads also take the queues staging fills (they delete what they took).
     "load_songplays_fact": ({"staging_events", "staging_songs"},
                             {"songplays", "loaded_hours", "stale_hours", "stale_song_matches"}),
-    "load_users_dim": ({"staging_events", "loaded_hours"}, {"users", "stale_users"}),
-    "load_songs_dim": ({"staging_songs"}, {"songs"}),
-    "load_artists_dim": ({"staging_songs"}, {"artists"}),
-    "load_time_dim": ({"songplays", "loaded_hours"}, {"time"}),
+    # songs and artists from staged songs, users from loaded events, time from songplays.
+    "load_dimensions": ({"staging_songs", "staging_events", "loaded_hours", "songplays"},
+                        {"songs", "artists", "users", "stale_users", "time"}),
 }
 SONGS = 30  # more song files than the staging lineage lists one by one (MAX_OBJECT_DATASETS)
 
@@ -121,7 +120,7 @@ def test_loads_read_staging_and_write_the_star_tables(events):
         assert names(event["outputs"]) == {warehouse_name(events, table) for table in outputs}, task_id
         for dataset in event["outputs"]:
             assert dataset["facets"]["schema"]["fields"], dataset["name"]
-        assert "%(window_start)s" in event["job"]["facets"]["sql"]["query"] or task_id in ("load_songs_dim", "load_artists_dim")
+        assert "%(window_start)s" in event["job"]["facets"]["sql"]["query"]
 
 
 def test_every_check_reports_its_assertions_with_pass_or_fail(events):
@@ -130,13 +129,9 @@ def test_every_check_reports_its_assertions_with_pass_or_fail(events):
     for table, spec in QUALITY_CHECKS.items():
         expected = {f"{column}.{check}" for column, checks in spec.get("columns", {}).items() for check in checks}
         expected |= set(spec.get("rows", {})) | set(spec.get("table", {}))
-        tasks = [f"{table}_columns"] * ("columns" in spec) + [f"{table}_table"] * ("rows" in spec or "table" in spec)
-        reported = {}
-        for task_id in tasks:
-            event = complete(events, f"sparkify_etl.quality_checks.{task_id}")
-            (checked,) = [d for d in event["inputs"] if (d["namespace"], d["name"]) == warehouse_name(events, table)]
-            for assertion in checked["facets"]["dataQualityAssertions"]["assertions"]:
-                reported[assertion["name"]] = assertion
+        event = complete(events, "sparkify_etl.quality_checks")
+        (checked,) = [d for d in event["inputs"] if (d["namespace"], d["name"]) == warehouse_name(events, table)]
+        reported = {assertion["name"]: assertion for assertion in checked["facets"]["dataQualityAssertions"]["assertions"]}
         assert set(reported) == expected, table
         assert all(assertion["success"] is True for assertion in reported.values()), reported
         for name, condition in spec.get("rows", {}).items():
@@ -150,26 +145,20 @@ def test_a_failing_check_reports_fail(airflow_db):
     """The facets the provider's listener reads from our check operators after a failure."""
     from airflow.sdk.exceptions import AirflowException
 
-    from sparkify.operators import ColumnChecksOperator, TableChecksOperator
+    from sparkify.operators import QualityChecksOperator
     from sparkify.quality import KEY
 
     execute(airflow_db, "DROP TABLE IF EXISTS lineage_probe")
     execute(airflow_db, "CREATE TABLE lineage_probe (id integer)")
     execute(airflow_db, "INSERT INTO lineage_probe VALUES (1), (1), (-1), (NULL)")
-    checks = [
-        ColumnChecksOperator(task_id="probe_columns", conn_id="sparkify_warehouse", table="lineage_probe",
-                             column_mapping={"id": KEY}),
-        TableChecksOperator(task_id="probe_table", conn_id="sparkify_warehouse", table="lineage_probe",
-                            row_checks={"id_positive": "id > 0", "id_small": "id IS NULL OR id < 10"}),
-    ]
-    results = {}
-    for check in checks:
-        with pytest.raises(AirflowException):
-            check.execute({})
-        lineage = check.get_openlineage_facets_on_complete(None)
-        (dataset,) = lineage.inputs
-        assert dataset.name.endswith(".public.lineage_probe")
-        results.update({a.name: a.success for a in dataset.facets["dataQualityAssertions"].assertions})
+    check = QualityChecksOperator(task_id="probe", conn_id="sparkify_warehouse", checks={"lineage_probe": {
+        "columns": {"id": KEY}, "rows": {"id_positive": "id > 0", "id_small": "id IS NULL OR id < 10"}}})
+    with pytest.raises(AirflowException):
+        check.execute({})
+    lineage = check.get_openlineage_facets_on_complete(None)
+    (dataset,) = lineage.inputs
+    assert dataset.name.endswith(".public.lineage_probe")
+    results = {a.name: a.success for a in dataset.facets["dataQualityAssertions"].assertions}
     execute(airflow_db, "DROP TABLE lineage_probe")
     assert results == {"id.null_check": False, "id.unique_check": False, "id_positive": False, "id_small": True}
 
