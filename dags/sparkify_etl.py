@@ -187,7 +187,6 @@ with DAG(
     load_dimensions = LoadDimensionOperator(
         task_id="load_dimensions",
         sql={table: f"load/{table}.sql" for table in DIMENSION_TABLES},
-        mode="{{ 'truncate-insert' if params.full_refresh else 'merge' }}",
         window_start=WINDOW_START,
         window_end=WINDOW_END,
         redshift_conn_id=WAREHOUSE_CONN_ID,

@@ -91,3 +91,34 @@ SELECT * FROM {{ table }} WHERE EXISTS (
 SELECT * FROM {{ table }}_new
 {%- endif %}
 {%- endmacro %}
+
+{#- Materialise a dimension from the rows the caller's block selects (one per key), as a merge
+    or, with the full_refresh param, as a rebuild: the rows go to a temp table <table>_latest;
+    a merge deletes the keys no longer selected (of those in `scope`, a table of keys, when
+    given), updates the rows whose values differ and inserts the new keys; a rebuild deletes
+    every row and inserts them all. The caller locks the table first. -#}
+{% macro merge(table, key, columns, scope=none) -%}
+CREATE TEMP TABLE {{ table }}_latest AS
+{{ caller() }};
+
+{% if params.full_refresh -%}
+DELETE FROM {{ table }};
+{%- else -%}
+DELETE FROM {{ table }}
+WHERE {% if scope %}{{ key }} IN (SELECT {{ key }} FROM {{ scope }})
+  AND {% endif %}NOT EXISTS (SELECT 1 FROM {{ table }}_latest l WHERE l.{{ key }} = {{ table }}.{{ key }});
+
+UPDATE {{ table }}
+SET {% for column in columns %}{{ column }} = l.{{ column }}{{ ", " if not loop.last }}{% endfor %}
+FROM {{ table }}_latest l
+WHERE {{ table }}.{{ key }} = l.{{ key }}
+  AND ({% for column in columns %}{{ differs(table ~ '.' ~ column, 'l.' ~ column) }}{{ " OR " if not loop.last }}{% endfor %});
+{%- endif %}
+
+INSERT INTO {{ table }} ({{ key }}, {{ columns | join(', ') }})
+SELECT l.{{ key }}, {% for column in columns %}l.{{ column }}{{ ", " if not loop.last }}{% endfor %}
+FROM {{ table }}_latest l
+WHERE NOT EXISTS (SELECT 1 FROM {{ table }} WHERE {{ table }}.{{ key }} = l.{{ key }});
+
+DROP TABLE {{ table }}_latest;
+{%- endmacro %}

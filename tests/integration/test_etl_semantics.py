@@ -193,12 +193,12 @@ def test_full_refresh_rebuilds_the_dimensions_like_the_hourly_runs(dataset, stac
     assert_matches_model(stack, dataset, [WINDOW])
     log = capfd.readouterr().out
     for table, rows in counts_before.items():
-        # truncate-insert ran: every row was deleted and the table rebuilt (a merge would update none).
+        # A full refresh ran: every row was deleted and the table rebuilt (a merge would update none).
         counts = task_result(run, "load_dimensions")[table]
         assert counts["DELETE"] == rows and counts["INSERT"] == rows - 1, (table, counts)
         # The task log groups the statements and sums them up per table.
-        assert f"::group::Loading {table} (mode truncate-insert)" in log
-        assert (f"{table} (truncate-insert) [{HOURS[1].isoformat()}, {(HOURS[1] + HOUR).isoformat()}): "
+        assert f"::group::Loading {table} (full refresh)" in log
+        assert (f"{table} (full refresh) [{HOURS[1].isoformat()}, {(HOURS[1] + HOUR).isoformat()}): "
                 f"{rows:,} deleted, {rows - 1:,} inserted, 0 updated") in log
 
 

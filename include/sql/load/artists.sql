@@ -2,10 +2,10 @@
 -- One row per artist_id. Song files often disagree about an artist; prefer the record with
 -- a location and coordinates, then the lowest song_id, then the lowest values, so the choice
 -- depends on the staged rows alone, not on load order.
--- Both modes leave exactly the staged artist_ids: 'merge' deletes those no longer staged.
+-- Both modes leave exactly the staged artist_ids: a merge deletes those no longer staged.
 {{ m.lock('artists') }}
 
-CREATE TEMP TABLE artists_latest AS
+{% call m.merge('artists', 'artist_id', ['name', 'location', 'latitude', 'longitude']) -%}
 SELECT artist_id, name, location, latitude, longitude
 FROM (
     SELECT artist_id, artist_name AS name, artist_location AS location,
@@ -16,25 +16,5 @@ FROM (
                                        song_id, artist_name, artist_location, artist_latitude, artist_longitude) AS choice
     FROM staging_songs
 ) ranked
-WHERE choice = 1;
-
-{% if mode == 'truncate-insert' -%}
-DELETE FROM artists;
-{%- else -%}
-DELETE FROM artists
-WHERE NOT EXISTS (SELECT 1 FROM artists_latest l WHERE l.artist_id = artists.artist_id);
-
-UPDATE artists
-SET name = l.name, location = l.location, latitude = l.latitude, longitude = l.longitude
-FROM artists_latest l
-WHERE artists.artist_id = l.artist_id
-  AND ({{ m.differs('artists.name', 'l.name') }} OR {{ m.differs('artists.location', 'l.location') }}
-       OR {{ m.differs('artists.latitude', 'l.latitude') }} OR {{ m.differs('artists.longitude', 'l.longitude') }});
-{%- endif %}
-
-INSERT INTO artists (artist_id, name, location, latitude, longitude)
-SELECT l.artist_id, l.name, l.location, l.latitude, l.longitude
-FROM artists_latest l
-WHERE NOT EXISTS (SELECT 1 FROM artists WHERE artists.artist_id = l.artist_id);
-
-DROP TABLE artists_latest;
+WHERE choice = 1
+{%- endcall %}

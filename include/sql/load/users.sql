@@ -1,8 +1,8 @@
 {% import 'macros.sql' as m with context %}
 -- Users take name, gender and level from their latest event (by ts) in any loaded hour.
--- 'merge' refreshes the users seen in the window and those whose events in loaded hours
+-- A merge refreshes the users seen in the window and those whose events in loaded hours
 -- changed (stale_users, queued by staging), removing a user left with no loaded event;
--- 'truncate-insert' rebuilds every user. Either way the queue is taken.
+-- full_refresh rebuilds every user. Either way the queue is taken.
 {{ m.lock('users') }}
 
 CREATE TEMP TABLE stale_users_taken AS
@@ -11,12 +11,12 @@ SELECT user_id, run_id, queued_at FROM stale_users;
 CREATE TEMP TABLE users_in_scope AS
 SELECT DISTINCT userid AS user_id FROM staging_events
 WHERE userid IS NOT NULL
-{%- if mode == 'merge' %} AND ts >= %(window_start)s AND ts < %(window_end)s
+{%- if not params.full_refresh %} AND ts >= %(window_start)s AND ts < %(window_end)s
 UNION
 SELECT user_id FROM stale_users_taken
 {%- endif %};
 
-CREATE TEMP TABLE users_latest AS
+{% call m.merge('users', 'user_id', ['first_name', 'last_name', 'gender', 'level'], scope='users_in_scope') -%}
 {% if dialect == 'postgres' -%}
 -- Walks each user's events newest first on (userid, ts) and stops at the first loaded one.
 SELECT latest.*
@@ -28,7 +28,7 @@ CROSS JOIN LATERAL (
       AND EXISTS (SELECT 1 FROM loaded_hours h WHERE h.hour_start = date_trunc('hour', e.ts))
     ORDER BY e.ts DESC, e.sessionid DESC, e.iteminsession DESC, e.level, e.firstname, e.lastname, e.gender
     LIMIT 1
-) latest;
+) latest
 {%- else -%}
 SELECT user_id, first_name, last_name, gender, level
 FROM (
@@ -40,34 +40,13 @@ FROM (
     JOIN loaded_hours h ON h.hour_start = date_trunc('hour', e.ts)
     WHERE e.userid IN (SELECT user_id FROM users_in_scope)
 ) ranked
-WHERE recency = 1;
+WHERE recency = 1
 {%- endif %}
-
-{% if mode == 'truncate-insert' -%}
-DELETE FROM users;
-{%- else -%}
-DELETE FROM users
-WHERE user_id IN (SELECT user_id FROM users_in_scope)
-  AND NOT EXISTS (SELECT 1 FROM users_latest l WHERE l.user_id = users.user_id);
-
-UPDATE users
-SET first_name = l.first_name, last_name = l.last_name, gender = l.gender, level = l.level
-FROM users_latest l
-WHERE users.user_id = l.user_id
-  AND ({{ m.differs('users.first_name', 'l.first_name') }} OR {{ m.differs('users.last_name', 'l.last_name') }}
-       OR {{ m.differs('users.gender', 'l.gender') }} OR {{ m.differs('users.level', 'l.level') }});
-{%- endif %}
-
-INSERT INTO users (user_id, first_name, last_name, gender, level)
-SELECT l.user_id, l.first_name, l.last_name, l.gender, l.level
-FROM users_latest l
-WHERE NOT EXISTS (SELECT 1 FROM users WHERE users.user_id = l.user_id);
+{%- endcall %}
 
 DELETE FROM stale_users
 USING stale_users_taken t
 WHERE stale_users.user_id = t.user_id AND stale_users.run_id = t.run_id AND stale_users.queued_at = t.queued_at;
-
-DROP TABLE users_latest;
 
 DROP TABLE users_in_scope;
 

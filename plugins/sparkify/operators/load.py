@@ -8,16 +8,14 @@ from datetime import datetime, timezone
 from functools import cached_property
 from typing import TYPE_CHECKING, Any, Sequence
 
-from airflow.sdk.exceptions import AirflowFailException
 from airflow.sdk import BaseOperator
 
 from sparkify.warehouse import DialectContextMixin, Warehouse, first_code_line, split_statements
-from sparkify.window import hours_in_window, resolve_window
+from sparkify.window import resolve_window
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
 
-DIMENSION_MODES = ("merge", "truncate-insert")
 WRITES = re.compile(r"(?:INSERT\s+INTO|DELETE\s+FROM|UPDATE)\s+(\w+)", re.IGNORECASE)
 
 
@@ -55,19 +53,18 @@ class _WindowLoadOperator(DialectContextMixin, BaseOperator):
         window_start, window_end = resolve_window(self.window_start, self.window_end)
         return {"window_start": window_start, "window_end": window_end, "run_id": context["run_id"]}
 
-    def _run(self, cursor: Any, sql: str, parameters: dict[str, Any], table: str) -> dict[str, int]:
-        """Run each statement of ``sql``, logging it with its row count; returns rows written to
-        ``table`` per verb.
-        The rows of the last SELECT (a report for the log) are kept in ``self.report``."""
+    def _run(self, cursor: Any, sql: str, parameters: dict[str, Any], table: str) -> tuple[dict[str, int], list[tuple]]:
+        """Run each statement of ``sql``, logging it with its row count. Returns the rows written
+        to ``table`` per verb, and the rows of the last SELECT (a report for the log)."""
         counts: dict[str, int] = {}
-        self.report: list[tuple] = []
+        report: list[tuple] = []
         for statement in split_statements(sql):
             started = time.monotonic()
             cursor.execute(statement, parameters)
             first_line = first_code_line(statement)
             verb = first_line.split(None, 1)[0].upper()
             if verb == "SELECT":
-                self.report = cursor.fetchall()
+                report = cursor.fetchall()
             rows = cursor.rowcount if verb in ("INSERT", "UPDATE", "DELETE") else None
             if rows is not None and rows >= 0:
                 written = WRITES.match(first_line)
@@ -76,7 +73,7 @@ class _WindowLoadOperator(DialectContextMixin, BaseOperator):
                 self.log.info("%s: %s rows (%.2f s)", first_line[:100], f"{rows:,}", time.monotonic() - started)
             else:
                 self.log.info("%s (%.2f s)", first_line[:100], time.monotonic() - started)
-        return counts
+        return counts, report
 
     def get_openlineage_facets_on_complete(self, task_instance: Any) -> Any:
         """OpenLineage: the tables the rendered SQL reads in and writes out."""
@@ -115,15 +112,13 @@ class LoadFactOperator(_WindowLoadOperator):
         parameters["loaded_at"] = datetime.now(timezone.utc).replace(tzinfo=None)
         try:
             with self.warehouse.transaction() as cursor:
-                counts = self._run(cursor, self.sql, parameters, self.table)
+                counts, refreshed = self._run(cursor, self.sql, parameters, self.table)
                 if self.record_hours_sql:
-                    hours = hours_in_window(parameters["window_start"], parameters["window_end"])
-                    for statement in split_statements(self.record_hours_sql):
-                        cursor.executemany(statement, [{**parameters, "hour_start": hour} for hour in hours])
-                    self.log.info("loaded_hours: recorded %d hours as loaded", len(hours))
+                    recorded, _ = self._run(cursor, self.record_hours_sql, parameters, "loaded_hours")
+                    self.log.info("loaded_hours: recorded %d hours as loaded", recorded.get("INSERT", 0))
         finally:
             self.log.info("::endgroup::")
-        self._log_refreshed(self.report, counts)
+        self._log_refreshed(refreshed, counts)
         self._log_counts(self.table, counts, parameters)
         if not counts.get("INSERT"):
             self.log.info("%s: no rows in this window (an empty hour is fine)", self.table)
@@ -147,37 +142,29 @@ class LoadDimensionOperator(_WindowLoadOperator):
     """
     Load dimension tables, each in its own transaction, in the order given.
 
-    ``sql`` maps each table to its template. ``mode='merge'`` upserts on the key the rows the
-    window touches; ``'truncate-insert'`` rebuilds the table (``time`` always merges: it only
-    follows the loaded songplays). The SQL templates branch on ``mode``. One task loads them
-    all: each would cost a task process of its own for a few statements.
+    ``sql`` maps each table to its template. The templates merge the rows the window touches
+    on the key, or rebuild the table when the run's ``full_refresh`` param is on (``merge``
+    macro in include/sql/macros.sql; ``time`` always merges: it only follows the loaded
+    songplays). One task loads them all: each would cost a task process of its own for a few
+    statements.
     """
 
-    template_fields: Sequence[str] = (*_WindowLoadOperator.template_fields, "mode")
     ui_color = "#80BD9E"
 
-    def __init__(self, *, sql: dict[str, str], mode: str = "merge", **kwargs: Any) -> None:
+    def __init__(self, *, sql: dict[str, str], **kwargs: Any) -> None:
         super().__init__(table=", ".join(sql), sql=sql, **kwargs)
-        self.mode = mode
-
-    def render_template_fields(self, context: Any, jinja_env: Any = None) -> None:
-        # The SQL files branch on the mode, so render the mode first.
-        self.mode = self.render_template(self.mode, context, jinja_env)
-        if self.mode not in DIMENSION_MODES:
-            raise AirflowFailException(f"mode {self.mode!r} must be one of {', '.join(DIMENSION_MODES)}")
-        context["mode"] = self.mode
-        super().render_template_fields(context, jinja_env)
 
     def execute(self, context: Context) -> dict[str, dict[str, int]]:
         parameters = self._window_parameters(context)
+        how = "full refresh" if context["params"].get("full_refresh") else "merge"
         loaded = {}
         for table, sql in self.sql.items():
-            self.log.info("::group::Loading %s (mode %s) for [%s, %s)", table, self.mode,
+            self.log.info("::group::Loading %s (%s) for [%s, %s)", table, how,
                           parameters["window_start"].isoformat(), parameters["window_end"].isoformat())
             try:
                 with self.warehouse.transaction() as cursor:
-                    loaded[table] = self._run(cursor, sql, parameters, table)
+                    loaded[table], _ = self._run(cursor, sql, parameters, table)
             finally:
                 self.log.info("::endgroup::")
-            self._log_counts(f"{table} ({self.mode})", loaded[table], parameters)
+            self._log_counts(f"{table} ({how})", loaded[table], parameters)
         return loaded
