@@ -1,11 +1,11 @@
 """The Redshift SQL of ``sparkify_etl``: rendered, parsed and pinned, without a database.
 
 Every SQL file every task issues is rendered through the DAG's real operators (``support/render.py``):
-``create_tables``' DDL, the staging templates with the COPY script as
-``StageToRedshiftOperator._copy_from_s3`` renders it, the fact and dimension loads in both
-dimension modes, and the queries of the quality-check operators. Each statement is split with
-``sparkify.warehouse.split_statements``, its ``%(name)s`` bind parameters are replaced by
-literals, and it is parsed with ``sqlglot.parse_one(..., read="redshift")``.
+the DDL and schema_version SQL the staging tasks run (``sparkify.schema.ensure_tables``), the
+staging templates with the COPY script as ``StageToRedshiftOperator._copy_from_s3`` renders it,
+the fact and dimension loads in both dimension modes, and the quality checks' query per table.
+Each statement is split with ``sparkify.warehouse.split_statements``, its ``%(name)s`` bind
+parameters are replaced by literals, and it is parsed with ``sqlglot.parse_one(..., read="redshift")``.
 
 Tasks are also run (``execute``) against a stand-in for the ``redshift_connector`` connection
 and for S3 (``support.fake_redshift.run_on_fake_redshift``), to check that what they send is what was
@@ -14,13 +14,15 @@ paramstyle conversion accepts it, and to parse what only exists at run time: the
 with their real bind values and the queries the quality checks send when a check fails.
 ``test_driver_accepts_every_bind_parameter`` checks that every query, including the staging
 operator's look-ups, binds its ``%(name)s`` values through a cursor set to that style.
+``ensure_tables`` is driven on its own too, over the stand-in's recorded schema_version: the DDL
+runs on an empty warehouse and after the DDL changed, and not while the recorded version is current.
 
 Golden files
 ------------
 ``tests/redshift/golden/<name>.sql`` pin the rendered Redshift SQL of the COPY scripts (both
 staging tables), the users/songs/artists loads in both modes, the songplays, loaded_hours and
-time loads, and every create/ DDL file. ``test_golden`` compares byte for byte. After an
-intended change to a template or an operator, rewrite them and review the diff::
+time loads, and every create/ DDL and schema/ file. ``test_golden`` compares byte for byte.
+After an intended change to a template or an operator, rewrite them and review the diff::
 
     UPDATE_GOLDEN=1 .venv/bin/python -m pytest tests/redshift -q
     git diff tests/redshift/golden
@@ -56,7 +58,9 @@ from sqlglot.errors import ParseError
 
 from support import fake_redshift, render
 from support.fake_redshift import run_on_fake_redshift
-from support.render import GOLDEN_DIR, SQL_DIR, bind, bind_samples, render_all
+from support.render import GOLDEN_DIR, SQL_DIR, bind, bind_samples, check_queries, render_all
+from sparkify.catalog import CREATE_ORDER
+from sparkify.schema import ddl_version, ensure_tables
 from sparkify.warehouse import UnsupportedWarehouse, Warehouse, split_statements
 
 UPDATE_GOLDEN = os.environ.get("UPDATE_GOLDEN") == "1"
@@ -86,15 +90,15 @@ WHEN_OBJECTS_ARE_MISSING = {"stage/stage_missing_objects.sql"}
 MACRO_FILES = {"macros.sql", "load_history.sql"}
 # include/sql folders of other DAGs (sparkify_analytics), not sent by sparkify_etl.
 OTHER_DAGS_TEMPLATES = ("analytics/",)
-# Included by the quality checks' SQL (generated per check), not issued as files of their own.
+# Included by the quality checks' SQL (generated per table), not issued as files of their own.
 CHECK_TEMPLATES = ("checks/",)
 
 # Renders the pinned goldens must include (the brief: COPY, dimensions in both modes,
-# songplays and time loads, all DDL).
+# songplays and time loads, all DDL and the schema_version SQL).
 REQUIRED_GOLDENS = {
     "copy_staging_events", "copy_staging_songs", "load_songplays", "load_time",
     *(f"load_{table}_{mode}" for table in ("users", "songs", "artists") for mode in ("merge", "truncate-insert")),
-    *(f"create_{path.stem}" for path in (SQL_DIR / "create").glob("*.sql")),
+    *(f"{folder}_{path.stem}" for folder in ("create", "schema") for path in (SQL_DIR / folder).glob("*.sql")),
 }
 
 # Distribution and sort keys as the create/ comments intend them: the fact and the event
@@ -111,6 +115,7 @@ EXPECTED_DISTRIBUTION = {
     "songs": ("ALL", None, ["song_id"]),
     "artists": ("ALL", None, ["artist_id"]),
     "time": ("ALL", None, ["start_time"]),
+    "schema_version": ("ALL", None, []),
 }
 REDSHIFT_DISTSTYLES = {"ALL", "EVEN", "KEY", "AUTO"}
 
@@ -186,7 +191,7 @@ def test_every_sql_template_is_rendered():
 
 def test_check_templates_are_rendered_into_the_checks():
     """checks/*.sql are included by the quality checks' generated SQL, rendered in full."""
-    drift = find_file(REDSHIFT_FILES, "quality_checks.loaded_hours_table").sql
+    drift = find_file(REDSHIFT_FILES, "quality_checks [loaded_hours]").sql
     assert "hour_start NOT IN (" in drift and "FULL JOIN" in drift and "{%" not in drift
     assert f"run_id = '{render.RUN_ID}'" in drift
 
@@ -326,7 +331,7 @@ def test_copy_columns_match_the_json():
 @pytest.mark.parametrize("table", sorted(EXPECTED_DISTRIBUTION))
 def test_redshift_ddl_distribution(table):
     ddl = find_file(REDSHIFT_FILES, f"create/{table}.sql")
-    # One statement per file: create_tables sends each file as one execute().
+    # One statement per file: the table's CREATE, nothing else.
     [statement] = statements(ddl)
     tree = parse_redshift(statement)
     assert isinstance(tree, exp.Create) and tree.this.this.name == table
@@ -403,17 +408,17 @@ def test_unsupported_connection_type(monkeypatch):
 
 def test_operators_take_the_dialect_from_the_connection():
     """The same task renders Redshift SQL on a redshift connection and PostgreSQL on postgres."""
-    redshift = render.rendered_task("load_users_dim", "redshift").sql
-    postgres = render.rendered_task("load_users_dim", "postgres").sql
+    redshift = render.rendered_task("load_dimensions", "redshift").sql["users"]
+    postgres = render.rendered_task("load_dimensions", "postgres").sql["users"]
     assert "LOCK users;" in redshift and "CROSS JOIN LATERAL" not in redshift
     assert "IN SHARE ROW EXCLUSIVE MODE" in postgres and "CROSS JOIN LATERAL" in postgres
 
 
-@pytest.mark.parametrize("task_id", ["create_tables", *render.check_tasks()])
+@pytest.mark.parametrize("task_id", render.check_tasks())
 def test_sql_operators_use_the_redshift_hook(task_id):
     from airflow.providers.amazon.aws.hooks.redshift_sql import RedshiftSQLHook
 
-    task = render.rendered_task(task_id, "redshift", context=render.check_context() if "." in task_id else None)
+    task = render.rendered_task(task_id, "redshift")
     with render.warehouse_connection("redshift"):
         assert isinstance(task.get_db_hook(), RedshiftSQLHook)
 
@@ -446,7 +451,6 @@ def test_redshift_rendering_has_no_postgres_only_sql():
 
 RUNS = {
     **{task_id: {} for task_id in render.check_tasks()},
-    "create_tables": {},
     "stage_events": {},
     "stage_songs": {},
     "stage_events[serverless]": {"serverless": True},
@@ -455,7 +459,7 @@ RUNS = {
     **{
         f"{task_id}[{'truncate-insert' if full_refresh else 'merge'}]": {"full_refresh": full_refresh}
         for task_id in render.dimension_tasks()
-        for full_refresh in ((False, True) if task_id != "load_time_dim" else (False,))
+        for full_refresh in (False, True)
     },
 }
 
@@ -485,19 +489,99 @@ def test_sent_statements_parse(captures):
 
 
 @pytest.mark.parametrize("task_id", render.check_tasks())
-def test_quality_checks_send_the_rendered_query(captures, task_id):
-    """A check task first sends its rendered query; given failing results it fails, after
-    sending its failure queries (all parsed by test_sent_statements_parse)."""
+def test_quality_checks_send_the_rendered_queries(captures, task_id):
+    """The check task sends each table's rendered query (the one check_queries builds, so what
+    the tests parse is what runs); given failing results it then sends one offending-rows
+    query per failing check (all parsed by test_sent_statements_parse) and fails naming them all."""
+    from sparkify.operators.quality import SAMPLE_ROWS
+
     capture = captures[task_id]
-    assert capture.executed[0].statement == find_file(REDSHIFT_FILES, task_id).sql
+    queries = check_queries(render.rendered_task(task_id, "redshift"))
+    assert [f.sql for f in REDSHIFT_FILES if f.task_id == task_id] == [query for query, _ in queries.values()]
+    expected = [
+        statement
+        for query, checks in queries.values()
+        for statement in (query, *(f"{check.offending} LIMIT {SAMPLE_ROWS}" for check in checks))
+    ]
+    assert [e.statement for e in capture.executed] == expected
     assert capture.error is not None, "every check was made to fail, the task should have failed"
+    assert str(capture.error).count("FAILED ") == sum(len(checks) for _, checks in queries.values())
     assert {e.via for e in capture.executed} == {"hook"}
     assert not any(e.parameters for e in capture.executed)
 
 
-def test_create_tables_sends_each_ddl_file(captures):
-    sent = [e.statement for e in captures["create_tables"].executed]
-    assert sent == [f.sql for f in REDSHIFT_FILES if f.task_id == "create_tables"]
+# --------------------------------------------------------------------------- the warehouse's tables
+
+
+def first_run_schema_statements() -> list[str]:
+    """What ensure_tables sends on an empty warehouse: whether schema_version exists, then the
+    lock, every DDL statement in CREATE_ORDER and the version record, in one transaction."""
+    schema = {f.template: f.sql for f in REDSHIFT_FILES if f.template in render.schema_templates()}
+    return [
+        schema["schema/schema_version_exists.sql"],
+        schema["create/create_tables_lock.sql"],
+        *(s for table in CREATE_ORDER for s in split_statements(schema[f"create/{table}.sql"])),
+        *split_statements(schema["schema/schema_version.sql"]),
+    ]
+
+
+@pytest.fixture
+def fake_schema_warehouse():
+    """The schema task's warehouse and ``_sql`` (the ``render`` it gives ensure_tables), on a
+    Redshift connection served by the stand-in, which keeps the recorded schema_version."""
+    task = render.rendered_task(render.schema_task(), "redshift")
+    capture = fake_redshift.Capture()
+    with render.warehouse_connection("redshift"):
+        fake_redshift.use_fake_redshift(task.warehouse, capture)
+        yield task.warehouse, task._sql, capture
+
+
+def test_ensure_tables_runs_the_ddl_once(fake_schema_warehouse):
+    """On an empty warehouse ensure_tables sends every DDL statement and records the version of
+    the rendered DDL; the next call finds it current and sends no DDL."""
+    warehouse, sql, capture = fake_schema_warehouse
+    ddl = [find_file(REDSHIFT_FILES, f"create/{table}.sql").sql for table in CREATE_ORDER]
+
+    assert ensure_tables(warehouse, sql, render.RUN_ID) is True
+    assert [e.statement for e in capture.executed] == first_run_schema_statements()
+    assert capture.schema_version == ddl_version(ddl)
+    record = capture.executed[-1].parameters
+    assert (record["version"], record["run_id"]) == (ddl_version(ddl), render.RUN_ID)
+    assert capture.commits == 2 and capture.rollbacks == 0
+    assert {e.via for e in capture.executed} == {"transaction"}
+
+    del capture.executed[:]
+    assert ensure_tables(warehouse, sql, render.RUN_ID) is False
+    assert [e.statement for e in capture.executed] == [
+        find_file(REDSHIFT_FILES, "schema/schema_version_exists.sql").sql,
+        find_file(REDSHIFT_FILES, "schema/schema_version_current.sql").sql,
+    ]
+    assert capture.executed[-1].parameters == {"version": ddl_version(ddl)}
+
+
+def test_ensure_tables_runs_the_ddl_again_when_it_changed(fake_schema_warehouse):
+    """A recorded version of other DDL (a table added since) gets every statement again."""
+    warehouse, sql, capture = fake_schema_warehouse
+    capture.schema_version = "the version of older DDL"
+    assert ensure_tables(warehouse, sql, render.RUN_ID) is True
+    sent = [e.statement for e in capture.executed]
+    assert sent[:2] == [find_file(REDSHIFT_FILES, "schema/schema_version_exists.sql").sql,
+                        find_file(REDSHIFT_FILES, "schema/schema_version_current.sql").sql]
+    assert sent[2:] == first_run_schema_statements()[1:]
+    assert capture.schema_version == ddl_version([find_file(REDSHIFT_FILES, f"create/{t}.sql").sql for t in CREATE_ORDER])
+
+
+def test_staging_tasks_render_the_same_ddl():
+    """Every task that runs ensure_tables must hash the same DDL, or each would find the
+    other's version stale and run the DDL again on every run."""
+    tasks = [task_id for task_id in render.staging_tasks() if render.etl_dag().get_task(task_id).create_tables]
+    assert tasks
+    renders = set()
+    for task_id in tasks:
+        task = render.rendered_task(task_id, "redshift")
+        with render.warehouse_connection("redshift"):
+            renders.add(tuple(task._sql(template) for template in render.schema_templates()))
+    assert len(renders) == 1
 
 
 def _is_query(statement: str) -> bool:
@@ -509,8 +593,12 @@ def _is_query(statement: str) -> bool:
 def test_stage_sends_the_rendered_copy_script(captures, task_id):
     capture = captures[task_id]
     task = render.rendered_task(task_id, "redshift")
+    # On the stand-in's empty warehouse, staging first creates the tables.
+    schema = first_run_schema_statements()
+    assert [e.statement for e in capture.executed[: len(schema)]] == schema
+    executed = capture.executed[len(schema):]
     # Look-ups (the table's columns, the ledger's versions) come first, each in its own transaction.
-    in_transaction = [e for e in capture.executed if e.via == "transaction" and not _is_query(e.statement)]
+    in_transaction = [e for e in executed if e.via == "transaction" and not _is_query(e.statement)]
     script = [s for s in split_statements(render.copy_from_s3_sql(task_id)) if not _is_query(s)]
     assert [e.statement for e in in_transaction[: len(script)]] == script
     assert {e.paramstyle for e in in_transaction} == {"pyformat"}
@@ -639,21 +727,27 @@ def test_loads_send_the_rendered_sql(captures, run):
     mode = mode.rstrip("]")
     capture = captures[run]
     task = render.etl_dag().get_task(task_id)
-    template = render.template_name(task.sql)
-    names = {f.name for f in REDSHIFT_FILES if f.task_id == task_id}
-    name = f"{template} [{mode}]" if f"{template} [{mode}]" in names else template
-    main = split_statements(find_file(REDSHIFT_FILES, name).sql)
     sent = [e.statement for e in capture.executed]
-    assert sent[: len(main)] == main
     if task_id == "load_songplays_fact":
-        # The loaded_hours upsert for each hour of the (one-hour) window, same transaction.
-        assert sent[len(main):] == split_statements(find_file(REDSHIFT_FILES, "load/loaded_hours.sql").sql)
+        main = split_statements(find_file(REDSHIFT_FILES, render.template_name(task.sql)).sql)
+        # Then the loaded_hours upsert for each hour of the (one-hour) window, same transaction.
+        assert sent == main + split_statements(find_file(REDSHIFT_FILES, "load/loaded_hours.sql").sql)
         assert capture.executed[-1].parameters["hour_start"] == render.WINDOW_START
+        transactions = 1
     else:
-        assert len(sent) == len(main)
+        # Each table of the sql dict in order, in the mode's render (time has one for both).
+        names = {f.name for f in REDSHIFT_FILES if f.task_id == task_id}
+        templates = [render.template_name(source) for source in task.sql.values()]
+        assert sent == [
+            statement
+            for template in templates
+            for statement in split_statements(find_file(
+                REDSHIFT_FILES, f"{template} [{mode}]" if f"{template} [{mode}]" in names else template).sql)
+        ]
+        transactions = len(templates)
     assert {e.via for e in capture.executed} == {"transaction"}
     assert {e.paramstyle for e in capture.executed} == {"pyformat"}
-    assert capture.commits == 1 and capture.rollbacks == 0
+    assert capture.commits == transactions and capture.rollbacks == 0
 
 
 KNOWN_DRIVER_REJECTS = {"stage/stage_load_ledger_versions.sql", "stage/columns.sql"}

@@ -5,7 +5,8 @@ and runs its ``execute`` against a stand-in for the ``redshift_connector`` DB-AP
 for S3), recording every statement, its bind parameters and the cursor's paramstyle. Bind
 parameters go through ``redshift_connector``'s own paramstyle conversion, so a placeholder the
 driver would reject is recorded as an error. The stand-in answers the few queries the tasks read
-back (the staging table's columns, Redshift's account of a COPY) from the constants below.
+back (the staging table's columns, Redshift's account of a COPY) from the constants below, and
+keeps the DDL version ``sparkify.schema.ensure_tables`` records (``Capture.schema_version``).
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from types import SimpleNamespace
 from typing import Any, Callable, Iterator
 
 from support.render import (
-    EVENT_KEY, IAM_ROLE_ARN, check_context, check_tasks, rendered_task, staging_columns, task_context,
+    EVENT_KEY, IAM_ROLE_ARN, check_queries, check_tasks, rendered_task, staging_columns, task_context,
     warehouse_connection,
 )
 
@@ -53,6 +54,9 @@ class Capture:
     answer: Callable[[str, Any], list[tuple]] | None = None  # query results; None: _answer's
     copy_fails: bool = False  # the COPY raises, as Redshift's does past MAXERROR
     lineage: Any = None  # the task's OpenLineage facets after execute (run_on_fake_redshift(lineage=True))
+    # The version in the stand-in's schema_version, set by the INSERT ensure_tables sends;
+    # None: no schema_version table yet (an empty warehouse).
+    schema_version: str | None = None
 
 
 class _FakeCursor:
@@ -114,9 +118,19 @@ def _first_word(statement: str) -> str:
 
 
 def _answer(operation: str, args: Any, capture: Capture) -> list[tuple]:
-    """Query results: the staging table's columns for stage/columns.sql; for the
-    stage/copy_load_*.sql queries, Redshift's account (COPY_LINES_SCANNED, COPY_LOAD_ERRORS)
-    of the last COPY, which read the objects of the last manifest uploaded; else no rows."""
+    """Query results: schema/schema_version_*.sql from ``Capture.schema_version`` (which
+    schema/schema_version.sql's INSERT sets); the staging table's columns for stage/columns.sql;
+    for the stage/copy_load_*.sql queries, Redshift's account (COPY_LINES_SCANNED,
+    COPY_LOAD_ERRORS) of the last COPY, which read the objects of the last manifest uploaded; else no rows."""
+    from sparkify.warehouse import first_code_line
+
+    if "table_name = 'schema_version'" in operation:
+        return [(int(capture.schema_version is not None),)]
+    if "FROM schema_version WHERE version" in operation:
+        return [(int(capture.schema_version == args["version"]),)]
+    if first_code_line(operation).upper().startswith("INSERT INTO SCHEMA_VERSION"):
+        capture.schema_version = args["version"]
+        return []
     if "information_schema.columns" in operation and isinstance(args, dict):
         return list(staging_columns(args["table"]))
     if "CURRENT_SCHEMA" in operation.upper():
@@ -199,19 +213,41 @@ def _event_jsonpaths() -> bytes:
 
 
 def _failing_check_answer(task) -> Callable[[str, Any], list[tuple]]:
-    """Results that fail every check of a common.sql check operator, so that it also sends
-    whatever it queries on failure (e.g. samples of offending rows)."""
-    from airflow.providers.common.sql.operators.sql import SQLColumnCheckOperator
-
-    if isinstance(task, SQLColumnCheckOperator):
-        rows = [(column, check, 1) for column, checks in task.column_mapping.items() for check in checks]
-    else:
-        rows = [(name, 0) for name in task.checks]
+    """Results that fail every check of a QualityChecksOperator (each actual 1, each expected 0)
+    for the queries ``check_queries`` renders, so that it also sends its failure queries (samples
+    of offending rows); a query it doesn't render gets no row, and the task errors."""
+    rows = {query: [(1, 0) * len(checks)] for query, checks in check_queries(task).values()}
 
     def answer(operation: str, args: Any) -> list[tuple]:
-        return rows if operation == task.sql else []
+        return rows.get(operation, [])
 
     return answer
+
+
+def use_fake_redshift(warehouse: Any, capture: Capture) -> None:
+    """Point a ``sparkify.warehouse.Warehouse`` (on a Redshift connection) at the stand-in:
+    ``Warehouse.transaction`` and ``DbApiHook.run`` both open connections with ``get_conn()``,
+    recorded as ``via`` "transaction" or "hook"."""
+    assert warehouse.dialect == "redshift"
+    hook = warehouse.hook
+    state = {"depth": 0}
+
+    def get_conn():
+        return _FakeConnection(capture, "transaction" if state["depth"] else "hook")
+
+    original = warehouse.transaction
+
+    @contextmanager
+    def transaction():
+        state["depth"] += 1
+        try:
+            with original() as cursor:
+                yield cursor
+        finally:
+            state["depth"] -= 1
+
+    hook.get_conn = get_conn
+    warehouse.transaction = transaction
 
 
 def run_on_fake_redshift(task_id: str, copy_fails: bool = False, serverless: bool = False, iam_role: bool = True,
@@ -219,46 +255,25 @@ def run_on_fake_redshift(task_id: str, copy_fails: bool = False, serverless: boo
     """Render a task for a Redshift connection and run its ``execute`` against stand-ins
     for the Redshift DB-API connection and S3; return what it sent.
 
-    Quality-check tasks are rendered with ``check_context()`` and given results that fail
-    every check: their ``execute`` raises (kept in ``Capture.error``) after sending both the
-    check query and any failure queries. With ``copy_fails`` a staging task's COPY raises, as
-    past MAXERROR, and what the task raised is kept in ``Capture.error`` too. With
-    ``serverless`` the warehouse connection is a Redshift Serverless workgroup. Without
-    ``iam_role`` the staging COPY's credentials come from the task's real AWS connection (the
-    amazon provider's S3Hook reading it), e.g. access keys, instead of the stand-in's role.
-    With ``lineage`` the task's OpenLineage facets are then built (``Capture.lineage``), as
-    the provider's listener would after the task."""
+    The warehouse starts empty (no schema_version): staging tasks create the tables first.
+    Quality-check tasks are given results that fail every check: their ``execute`` raises (kept
+    in ``Capture.error``) after sending each table's check query and its failure queries. With
+    ``copy_fails`` a staging task's COPY raises, as past MAXERROR, and what the task raised is
+    kept in ``Capture.error`` too. With ``serverless`` the warehouse connection is a Redshift
+    Serverless workgroup. Without ``iam_role`` the staging COPY's credentials come from the task's
+    real AWS connection (the amazon provider's S3Hook reading it), e.g. access keys, instead of
+    the stand-in's role. With ``lineage`` the task's OpenLineage facets are then built
+    (``Capture.lineage``), as the provider's listener would after the task."""
     from sparkify.operators import StageToRedshiftOperator
     from sparkify.operators.load import _WindowLoadOperator
 
     capture = Capture(copy_fails=copy_fails)
     is_check = task_id in check_tasks()
-    context = check_context() if is_check else task_context(**params)
+    context = task_context(**params)
     with warehouse_connection("redshift-serverless" if serverless else "redshift"):
         task = rendered_task(task_id, "redshift", context=context)
         if isinstance(task, (StageToRedshiftOperator, _WindowLoadOperator)):
-            warehouse = task.warehouse
-            assert warehouse.dialect == "redshift"
-            hook = warehouse.hook
-            # Warehouse.transaction and DbApiHook.run both open connections with get_conn().
-            state = {"depth": 0}
-
-            def get_conn():
-                return _FakeConnection(capture, "transaction" if state["depth"] else "hook")
-
-            original = warehouse.transaction
-
-            @contextmanager
-            def transaction():
-                state["depth"] += 1
-                try:
-                    with original() as cursor:
-                        yield cursor
-                finally:
-                    state["depth"] -= 1
-
-            hook.get_conn = get_conn
-            warehouse.transaction = transaction
+            use_fake_redshift(task.warehouse, capture)
             if isinstance(task, StageToRedshiftOperator):
                 task.__dict__["s3"] = _FakeS3(capture)
                 if not iam_role:
@@ -266,7 +281,7 @@ def run_on_fake_redshift(task_id: str, copy_fails: bool = False, serverless: boo
 
                     real = S3Hook(aws_conn_id=task.aws_conn_id)
                     task.s3.conn_config, task.s3.get_credentials = real.conn_config, real.get_credentials
-        else:
+        else:  # the quality checks: their DbApiHook's get_first / get_records
             hook = task.get_db_hook()
 
             def get_conn():
@@ -274,8 +289,7 @@ def run_on_fake_redshift(task_id: str, copy_fails: bool = False, serverless: boo
 
             hook.get_conn = get_conn
             task.get_db_hook = lambda: hook
-            if is_check:
-                capture.answer = _failing_check_answer(task)
+            capture.answer = _failing_check_answer(task)
         try:
             capture.result = task.execute(context)
             if lineage:

@@ -148,19 +148,6 @@ def task_context(**params: Any) -> dict[str, Any]:
     }
 
 
-def check_context() -> dict[str, Any]:
-    """The context the quality checks are rendered with: no params, the fixed hour."""
-    from sparkify.window import run_window
-
-    return {
-        "params": {},
-        "data_interval_start": WINDOW_START,
-        "data_interval_end": WINDOW_END,
-        "run_id": RUN_ID,
-        "run_window": run_window,
-    }
-
-
 def rendered_task(task_id: str, dialect: str, context: dict[str, Any] | None = None, **params: Any):
     """A copy of the DAG's task with its template fields rendered, as the task runner would."""
     task = copy.copy(etl_dag().get_task(task_id))
@@ -182,7 +169,15 @@ def staging_tasks() -> list[str]:
 
 
 def check_tasks() -> list[str]:
-    return [t.task_id for t in etl_dag().tasks if t.task_id.startswith("quality_checks.")]
+    from sparkify.operators import QualityChecksOperator
+
+    return [t.task_id for t in etl_dag().tasks if isinstance(t, QualityChecksOperator)]
+
+
+def schema_task() -> str:
+    """The task that runs ``sparkify.schema.ensure_tables`` first: staging tasks create the
+    tables (``create_tables``), and the first of them renders the DDL for the tests."""
+    return next(task_id for task_id in staging_tasks() if etl_dag().get_task(task_id).create_tables)
 
 
 # --------------------------------------------------------------------------- rendered SQL
@@ -217,15 +212,26 @@ def template_name(value: str) -> str:
         raise LookupError(f"not the source of any file under {SQL_DIR}: {value[:200]!r}") from None
 
 
+def schema_templates() -> list[str]:
+    """What ``sparkify.schema.ensure_tables`` renders: the DDL of every table in
+    ``CREATE_ORDER``, the lock it creates them under, and its schema_version look-ups and record."""
+    from sparkify.catalog import CREATE_ORDER
+
+    return [*(f"create/{table}.sql" for table in CREATE_ORDER), "create/create_tables_lock.sql",
+            *(f"schema/{path.name}" for path in sorted((SQL_DIR / "schema").glob("*.sql")))]
+
+
 def create_sql(dialect: str) -> list[SqlFile]:
-    """The create/*.sql files of ``create_tables``, rendered by the task itself."""
-    templates = [template_name(sql) for sql in etl_dag().get_task("create_tables").sql]
-    rendered = rendered_task("create_tables", dialect).sql
-    assert len(templates) == len(rendered), (templates, rendered)
-    return [
-        SqlFile(template, "create_tables", template, dialect, sql, golden=f"create_{Path(template).stem}")
-        for template, sql in zip(templates, rendered)
-    ]
+    """The create/ and schema/ files ``ensure_tables`` runs, rendered by the staging task's own
+    ``_sql``, the ``render`` it passes (goldens ``create_<table>``, ``schema_<name>``)."""
+    task_id = schema_task()
+    task = rendered_task(task_id, dialect)
+    with warehouse_connection(dialect):
+        return [
+            SqlFile(template, task_id, template, dialect, task._sql(template),
+                    golden=template.removesuffix(".sql").replace("/", "_"))
+            for template in schema_templates()
+        ]
 
 
 def load_sql(dialect: str) -> list[SqlFile]:
@@ -246,17 +252,17 @@ def load_sql(dialect: str) -> list[SqlFile]:
                     golden=f"load_{Path(template).stem}",
                 ))
     for task_id in dimension_tasks():
-        task = etl_dag().get_task(task_id)
-        template = template_name(task.sql)
-        modes: dict[str, str] = {}
-        for full_refresh in (False, True):
-            done = rendered_task(task_id, dialect, full_refresh=full_refresh)
-            modes.setdefault(done.mode, done.sql)
-        for mode, sql in modes.items():
-            # A table with one possible mode (time) keeps a plain name.
-            suffix = f" [{mode}]" if len(modes) > 1 else ""
-            golden = f"load_{task.table}_{mode}" if len(modes) > 1 else f"load_{task.table}"
-            files.append(SqlFile(template + suffix, task_id, template, dialect, sql, golden=golden))
+        # One task loads every table of its sql dict; full_refresh picks the mode.
+        renders = [rendered_task(task_id, dialect, full_refresh=full_refresh) for full_refresh in (False, True)]
+        for table, source in etl_dag().get_task(task_id).sql.items():
+            template = template_name(source)
+            modes = {done.mode: done.sql[table] for done in renders}
+            if len(set(modes.values())) == 1:
+                # A table whose SQL doesn't depend on the mode (time always merges) keeps a plain name.
+                files.append(SqlFile(template, task_id, template, dialect, modes["merge"], golden=f"load_{table}"))
+                continue
+            for mode, sql in modes.items():
+                files.append(SqlFile(f"{template} [{mode}]", task_id, template, dialect, sql, golden=f"load_{table}_{mode}"))
     return files
 
 
@@ -353,11 +359,28 @@ def stage_sql(dialect: str) -> list[SqlFile]:
     return files
 
 
+def check_queries(task) -> dict[str, tuple[str, list]]:
+    """Per table, the one query a rendered QualityChecksOperator sends and the checks it measures,
+    built from the task's rendered ``checks`` and ``partitions`` as its ``execute`` builds them
+    (test_quality_checks_send_the_rendered_queries holds the two together)."""
+    from sparkify.operators.quality import table_checks
+
+    queries = {}
+    for table, spec in task.checks.items():
+        where = f" WHERE {task.partitions[table]}" if table in task.partitions else ""
+        checks = table_checks(table, spec, where)
+        measures = ", ".join(f"{check.actual}, {check.expected}" for check in checks)
+        queries[table] = (f"SELECT {measures} FROM {table}{where}", checks)
+    return queries
+
+
 def check_sql(dialect: str) -> list[SqlFile]:
-    """The queries of the SQLColumnCheckOperator/SQLTableCheckOperator tasks."""
+    """The quality-check queries, one per table (``quality_checks [<table>]``): generated at
+    run time, not files, so they have no template."""
     return [
-        SqlFile(task_id, task_id, None, dialect, rendered_task(task_id, dialect, context=check_context()).sql)
+        SqlFile(f"{task_id} [{table}]", task_id, None, dialect, query)
         for task_id in check_tasks()
+        for table, (query, _) in check_queries(rendered_task(task_id, dialect)).items()
     ]
 
 
@@ -429,6 +452,8 @@ SAMPLE_BINDS: dict[str, Any] = {
     "field": "ts",
     "reason": "ts: 'x' is not epoch milliseconds",
     "raw_text": '{"ts": "x"}',
+    "version": "0123456789abcdef0123456789abcdef",  # sparkify.schema.ddl_version's length
+    "applied_at": WINDOW_END,
 }
 
 
