@@ -730,9 +730,9 @@ def test_loads_send_the_rendered_sql(captures, run):
     sent = [e.statement for e in capture.executed]
     if task_id == "load_songplays_fact":
         main = split_statements(find_file(REDSHIFT_FILES, render.template_name(task.sql)).sql)
-        # Then the loaded_hours upsert for each hour of the (one-hour) window, same transaction.
+        # Then the window's hours into loaded_hours, in the same transaction.
         assert sent == main + split_statements(find_file(REDSHIFT_FILES, "load/loaded_hours.sql").sql)
-        assert capture.executed[-1].parameters["hour_start"] == render.WINDOW_START
+        assert capture.executed[-1].parameters["window_start"] == render.WINDOW_START
         transactions = 1
     else:
         # Each table of the sql dict in order, in the mode's render (time has one for both).

@@ -256,7 +256,7 @@ def load_sql(dialect: str) -> list[SqlFile]:
         renders = [rendered_task(task_id, dialect, full_refresh=full_refresh) for full_refresh in (False, True)]
         for table, source in etl_dag().get_task(task_id).sql.items():
             template = template_name(source)
-            modes = {done.mode: done.sql[table] for done in renders}
+            modes = {mode: done.sql[table] for mode, done in zip(("merge", "truncate-insert"), renders)}
             if len(set(modes.values())) == 1:
                 # A table whose SQL doesn't depend on the mode (time always merges) keeps a plain name.
                 files.append(SqlFile(template, task_id, template, dialect, modes["merge"], golden=f"load_{table}"))

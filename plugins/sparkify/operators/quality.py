@@ -19,6 +19,7 @@ from airflow.providers.common.sql.operators.sql import BaseSQLOperator, SQLCheck
 from airflow.sdk.exceptions import AirflowException
 
 from sparkify.quality import window_clause
+from sparkify.warehouse import DialectContextMixin
 
 SAMPLE_ROWS = 5
 
@@ -72,7 +73,7 @@ def format_table(rows: list[tuple[str, ...]], header: tuple[str, ...]) -> str:
     return "\n".join("  ".join(str(value).ljust(width) for value, width in zip(line, widths)).rstrip() for line in lines)
 
 
-class QualityChecksOperator(BaseSQLOperator):
+class QualityChecksOperator(DialectContextMixin, BaseSQLOperator):
     """
     Run the data-quality checks of several tables, each table's checks in one query.
 

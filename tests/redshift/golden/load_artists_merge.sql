@@ -2,7 +2,7 @@
 -- One row per artist_id. Song files often disagree about an artist; prefer the record with
 -- a location and coordinates, then the lowest song_id, then the lowest values, so the choice
 -- depends on the staged rows alone, not on load order.
--- Both modes leave exactly the staged artist_ids: 'merge' deletes those no longer staged.
+-- Both modes leave exactly the staged artist_ids: a merge deletes those no longer staged.
 LOCK artists;
 
 CREATE TEMP TABLE artists_latest AS
@@ -25,8 +25,7 @@ UPDATE artists
 SET name = l.name, location = l.location, latitude = l.latitude, longitude = l.longitude
 FROM artists_latest l
 WHERE artists.artist_id = l.artist_id
-  AND ((artists.name <> l.name OR (artists.name IS NULL) <> (l.name IS NULL)) OR (artists.location <> l.location OR (artists.location IS NULL) <> (l.location IS NULL))
-       OR (artists.latitude <> l.latitude OR (artists.latitude IS NULL) <> (l.latitude IS NULL)) OR (artists.longitude <> l.longitude OR (artists.longitude IS NULL) <> (l.longitude IS NULL)));
+  AND ((artists.name <> l.name OR (artists.name IS NULL) <> (l.name IS NULL)) OR (artists.location <> l.location OR (artists.location IS NULL) <> (l.location IS NULL)) OR (artists.latitude <> l.latitude OR (artists.latitude IS NULL) <> (l.latitude IS NULL)) OR (artists.longitude <> l.longitude OR (artists.longitude IS NULL) <> (l.longitude IS NULL)));
 
 INSERT INTO artists (artist_id, name, location, latitude, longitude)
 SELECT l.artist_id, l.name, l.location, l.latitude, l.longitude

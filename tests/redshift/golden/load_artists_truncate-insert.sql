@@ -2,7 +2,7 @@
 -- One row per artist_id. Song files often disagree about an artist; prefer the record with
 -- a location and coordinates, then the lowest song_id, then the lowest values, so the choice
 -- depends on the staged rows alone, not on load order.
--- Both modes leave exactly the staged artist_ids: 'merge' deletes those no longer staged.
+-- Both modes leave exactly the staged artist_ids: a merge deletes those no longer staged.
 LOCK artists;
 
 CREATE TEMP TABLE artists_latest AS

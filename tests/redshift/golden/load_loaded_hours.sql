@@ -1,8 +1,12 @@
--- Record the window's hours as loaded by this run (one row per hour, bound by the operator).
-UPDATE loaded_hours
-SET run_id = %(run_id)s, loaded_at = CAST(%(loaded_at)s AS TIMESTAMP)
-WHERE hour_start = %(hour_start)s;
+-- Record the window's hours as loaded by this run: one row per hour in [window_start, window_end).
+DELETE FROM loaded_hours
+WHERE hour_start >= %(window_start)s AND hour_start < %(window_end)s;
 
 INSERT INTO loaded_hours (hour_start, run_id, loaded_at)
-SELECT CAST(%(hour_start)s AS TIMESTAMP), %(run_id)s, CAST(%(loaded_at)s AS TIMESTAMP)
-WHERE NOT EXISTS (SELECT 1 FROM loaded_hours WHERE hour_start = %(hour_start)s);
+WITH RECURSIVE window_hours (hour_start) AS (
+    SELECT CAST(%(window_start)s AS TIMESTAMP)
+    UNION ALL
+    SELECT hour_start + INTERVAL '1 hour' FROM window_hours
+    WHERE hour_start + INTERVAL '1 hour' < %(window_end)s
+)
+SELECT hour_start, %(run_id)s, CAST(%(loaded_at)s AS TIMESTAMP) FROM window_hours;

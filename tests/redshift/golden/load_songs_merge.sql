@@ -1,7 +1,7 @@
 
 -- One row per song_id. When staged files disagree, the first by title, artist, year and
 -- duration wins, so the choice doesn't depend on load order. Both modes leave exactly the
--- staged song_ids: 'merge' also deletes the songs no longer staged. (PostgreSQL staging
+-- staged song_ids: a merge also deletes the songs no longer staged. (PostgreSQL staging
 -- replaces a changed file's rows; Redshift's replaces rows by song_id, so there a song_id
 -- dropped from a file stays staged.)
 LOCK songs;
@@ -22,8 +22,7 @@ UPDATE songs
 SET title = l.title, artist_id = l.artist_id, year = l.year, duration = l.duration
 FROM songs_latest l
 WHERE songs.song_id = l.song_id
-  AND ((songs.title <> l.title OR (songs.title IS NULL) <> (l.title IS NULL)) OR (songs.artist_id <> l.artist_id OR (songs.artist_id IS NULL) <> (l.artist_id IS NULL))
-       OR (songs.year <> l.year OR (songs.year IS NULL) <> (l.year IS NULL)) OR (songs.duration <> l.duration OR (songs.duration IS NULL) <> (l.duration IS NULL)));
+  AND ((songs.title <> l.title OR (songs.title IS NULL) <> (l.title IS NULL)) OR (songs.artist_id <> l.artist_id OR (songs.artist_id IS NULL) <> (l.artist_id IS NULL)) OR (songs.year <> l.year OR (songs.year IS NULL) <> (l.year IS NULL)) OR (songs.duration <> l.duration OR (songs.duration IS NULL) <> (l.duration IS NULL)));
 
 INSERT INTO songs (song_id, title, artist_id, year, duration)
 SELECT l.song_id, l.title, l.artist_id, l.year, l.duration

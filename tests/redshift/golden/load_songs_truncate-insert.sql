@@ -1,7 +1,7 @@
 
 -- One row per song_id. When staged files disagree, the first by title, artist, year and
 -- duration wins, so the choice doesn't depend on load order. Both modes leave exactly the
--- staged song_ids: 'merge' also deletes the songs no longer staged. (PostgreSQL staging
+-- staged song_ids: a merge also deletes the songs no longer staged. (PostgreSQL staging
 -- replaces a changed file's rows; Redshift's replaces rows by song_id, so there a song_id
 -- dropped from a file stays staged.)
 LOCK songs;

@@ -1,8 +1,8 @@
 
 -- Users take name, gender and level from their latest event (by ts) in any loaded hour.
--- 'merge' refreshes the users seen in the window and those whose events in loaded hours
+-- A merge refreshes the users seen in the window and those whose events in loaded hours
 -- changed (stale_users, queued by staging), removing a user left with no loaded event;
--- 'truncate-insert' rebuilds every user. Either way the queue is taken.
+-- full_refresh rebuilds every user. Either way the queue is taken.
 LOCK users;
 
 CREATE TEMP TABLE stale_users_taken AS
@@ -35,19 +35,18 @@ UPDATE users
 SET first_name = l.first_name, last_name = l.last_name, gender = l.gender, level = l.level
 FROM users_latest l
 WHERE users.user_id = l.user_id
-  AND ((users.first_name <> l.first_name OR (users.first_name IS NULL) <> (l.first_name IS NULL)) OR (users.last_name <> l.last_name OR (users.last_name IS NULL) <> (l.last_name IS NULL))
-       OR (users.gender <> l.gender OR (users.gender IS NULL) <> (l.gender IS NULL)) OR (users.level <> l.level OR (users.level IS NULL) <> (l.level IS NULL)));
+  AND ((users.first_name <> l.first_name OR (users.first_name IS NULL) <> (l.first_name IS NULL)) OR (users.last_name <> l.last_name OR (users.last_name IS NULL) <> (l.last_name IS NULL)) OR (users.gender <> l.gender OR (users.gender IS NULL) <> (l.gender IS NULL)) OR (users.level <> l.level OR (users.level IS NULL) <> (l.level IS NULL)));
 
 INSERT INTO users (user_id, first_name, last_name, gender, level)
 SELECT l.user_id, l.first_name, l.last_name, l.gender, l.level
 FROM users_latest l
 WHERE NOT EXISTS (SELECT 1 FROM users WHERE users.user_id = l.user_id);
 
+DROP TABLE users_latest;
+
 DELETE FROM stale_users
 USING stale_users_taken t
 WHERE stale_users.user_id = t.user_id AND stale_users.run_id = t.run_id AND stale_users.queued_at = t.queued_at;
-
-DROP TABLE users_latest;
 
 DROP TABLE users_in_scope;
 

@@ -1,8 +1,8 @@
 
 -- Users take name, gender and level from their latest event (by ts) in any loaded hour.
--- 'merge' refreshes the users seen in the window and those whose events in loaded hours
+-- A merge refreshes the users seen in the window and those whose events in loaded hours
 -- changed (stale_users, queued by staging), removing a user left with no loaded event;
--- 'truncate-insert' rebuilds every user. Either way the queue is taken.
+-- full_refresh rebuilds every user. Either way the queue is taken.
 LOCK users;
 
 CREATE TEMP TABLE stale_users_taken AS
@@ -32,11 +32,11 @@ SELECT l.user_id, l.first_name, l.last_name, l.gender, l.level
 FROM users_latest l
 WHERE NOT EXISTS (SELECT 1 FROM users WHERE users.user_id = l.user_id);
 
+DROP TABLE users_latest;
+
 DELETE FROM stale_users
 USING stale_users_taken t
 WHERE stale_users.user_id = t.user_id AND stale_users.run_id = t.run_id AND stale_users.queued_at = t.queued_at;
-
-DROP TABLE users_latest;
 
 DROP TABLE users_in_scope;
 
