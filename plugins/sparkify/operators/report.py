@@ -43,14 +43,13 @@ class AnalyticsReportOperator(DialectContextMixin, BaseOperator):
     :param report_prefix: key prefix of this report, e.g. ``reports/2018-11-02/<run_id>``
         (templated; unsafe characters in each path segment become ``-``).
     :param title: heading of the HTML page.
-    :param warehouse_conn_id: the warehouse connection (postgres or redshift).
+    :param conn_id: the warehouse connection (postgres or redshift).
     :param aws_conn_id: the AWS connection the report is published with.
     """
 
     template_fields: Sequence[str] = ("queries", "s3_bucket", "report_prefix", "title")
     template_ext: Sequence[str] = (".sql",)
     template_fields_renderers = {"queries": "json"}
-    warehouse_conn_attr = "warehouse_conn_id"
     ui_color = "#B4A7D6"
 
     def __init__(
@@ -60,7 +59,7 @@ class AnalyticsReportOperator(DialectContextMixin, BaseOperator):
         s3_bucket: str,
         report_prefix: str,
         title: str = "Sparkify analytics",
-        warehouse_conn_id: str = "redshift_default",
+        conn_id: str = "redshift_default",
         aws_conn_id: str = "aws_default",
         **kwargs: Any,
     ) -> None:
@@ -71,12 +70,12 @@ class AnalyticsReportOperator(DialectContextMixin, BaseOperator):
         self.s3_bucket = s3_bucket
         self.report_prefix = report_prefix
         self.title = title
-        self.warehouse_conn_id = warehouse_conn_id
+        self.conn_id = conn_id
         self.aws_conn_id = aws_conn_id
 
     @cached_property
     def warehouse(self) -> Warehouse:
-        return Warehouse(self.warehouse_conn_id)
+        return Warehouse(self.conn_id)
 
     @cached_property
     def s3(self) -> S3Hook:
