@@ -29,7 +29,7 @@ from __future__ import annotations
 from airflow.sdk import DAG, Param
 
 from sparkify.dag_defaults import DEFAULT_ARGS, SQL_DIR, START_DATE
-from sparkify.catalog import star_assets
+from sparkify.catalog import AWS_CONN_ID, WAREHOUSE_CONN_ID, star_assets
 from sparkify.operators.report import AnalyticsReportOperator
 
 QUERIES = ("top_songs", "top_artists", "plays_by_hour", "level_share", "active_users_per_day")
@@ -56,8 +56,8 @@ with DAG(
         queries={name: f"analytics/{name}.sql" for name in QUERIES},
         s3_bucket="{{ var.value.get('sparkify_bucket', 'udacity-dend') }}",
         report_prefix="reports/{{ dag_run.run_after.strftime('%Y-%m-%d') }}/{{ run_id }}",
-        warehouse_conn_id="sparkify_warehouse",
-        aws_conn_id="sparkify_aws",
+        conn_id=WAREHOUSE_CONN_ID,
+        aws_conn_id=AWS_CONN_ID,
         doc_md=(
             "Runs `include/sql/analytics/*.sql` in one read-only snapshot and writes one CSV per query, "
             "`chart.png` and `index.html` under `reports/<day>/<run_id>/` in the bucket, then updates "
