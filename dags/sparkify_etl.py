@@ -39,6 +39,7 @@ from airflow.timetables.interval import CronDataIntervalTimetable
 from sparkify.alerts import SparkifyNotifier
 from sparkify.dag_defaults import DEFAULT_ARGS, SQL_DIR, START_DATE
 from sparkify.operators import (
+    AnomalyChecksOperator,
     ColumnChecksOperator,
     LoadDimensionOperator,
     LoadFactOperator,
@@ -57,9 +58,13 @@ REGION = "{{ var.value.get('sparkify_region', 'us-west-2') }}"
 WINDOW_START = "{{ run_window(params, data_interval_start, data_interval_end)[0] }}"
 WINDOW_END = "{{ run_window(params, data_interval_start, data_interval_end)[1] }}"
 STAR_TABLES = ("songplays", "users", "songs", "artists", "time")
-SUPPORT_TABLES = ("staging_events", "staging_songs", "stage_load_ledger", "stage_rejects", "stage_missing_objects",
+SUPPORT_TABLES = ("staging_events", "staging_songs", "stage_load_ledger", "stage_key_presence", "stage_rejects",
+                  "stage_missing_objects",
                   "loaded_hours", "stale_hours", "stale_users", "stale_song_matches")
 HOUR_PATTERN = r"^\d{4}-\d{2}-\d{2}[T ]\d{2}:00(:00)?(Z|[+-]00:?00)?$"
+# Keys an object may lack altogether (schema drift fails it otherwise): the run's param, plus any
+# key a producer legitimately omits, listed here per table.
+ALLOW_ABSENT_KEYS = "{{ params.allow_absent_keys | join(',') }}"
 # A run not finished this long after it was queued raises a Deadline Alert (sparkify.alerts).
 RUN_DEADLINE = timedelta(minutes=float(os.environ.get("SPARKIFY_RUN_DEADLINE_MINUTES", "30")))
 
@@ -102,6 +107,19 @@ with DAG(
                                                     "longer listed, and re-derive the hours they touched. Off: they are "
                                                     "only recorded in stage_missing_objects (raw data expiring keeps "
                                                     "its history)."),
+        "allow_absent_keys": Param([], type="array", items={"type": "string"},
+                                   description="JSON keys (or column names) that may be absent from every record "
+                                               "of an object. Any other expected key absent from every record of "
+                                               "an object of more than 10 records fails that object's staging "
+                                               "(schema drift)."),
+        "anomaly_baseline_days": Param(7, type="number", exclusiveMinimum=0,
+                                       description="Anomaly checks compare the window with this many days before it."),
+        "anomaly_drop_factor": Param(2.0, type="number", minimum=1,
+                                     description="An anomaly check fails when its metric is below the baseline "
+                                                 "divided by this."),
+        "anomaly_min_expected": Param(20, type="number", minimum=0,
+                                      description="An anomaly check judges a metric only when the baseline predicts "
+                                                  "at least this many counts in the window."),
     },
     doc_md=__doc__,
     tags=["sparkify", "etl", "hourly"],
@@ -127,6 +145,7 @@ with DAG(
         json_format=f"s3://{BUCKET}/log_json_path.json",
         region=REGION,
         max_errors="{{ params.max_errors }}",
+        allow_absent_keys=ALLOW_ABSENT_KEYS,
         upsert_keys=("sessionid", "iteminsession", "ts"),
         stale_sql="stage/stale_hours.sql",
         remove_deleted_objects="{{ params.remove_deleted_objects }}",
@@ -146,7 +165,11 @@ with DAG(
             "- **Late or changed events** for hours already loaded are queued in `stale_hours`; the "
             "log lists those hours, and this run's loads refresh them.\n"
             "- A staged file no longer in S3 is logged and recorded in `stage_missing_objects`; its rows "
-            "stay unless the `remove_deleted_objects` param is on."
+            "stay unless the `remove_deleted_objects` param is on.\n"
+            "- **Schema drift**: the log names expected keys absent from some records (with the share) and "
+            "unknown keys (with counts); counts per key are in `stage_key_presence`. An expected key absent "
+            "from every record of an object (of more than 10 records) fails that object, naming the file, "
+            "the key and the unknown keys; the other objects stage. `allow_absent_keys` lets a key be absent."
         ),
     )
 
@@ -158,6 +181,7 @@ with DAG(
         json_format="auto",
         region=REGION,
         max_errors="{{ params.max_errors }}",
+        allow_absent_keys=ALLOW_ABSENT_KEYS,
         upsert_keys=("song_id",),
         stale_sql="stage/stale_song_matches.sql",
         remove_deleted_objects="{{ params.remove_deleted_objects }}",
@@ -238,7 +262,26 @@ with DAG(
                     doc_md=f"Allowed values, references and reconciliation for {table}.",
                 )
 
+    anomaly_checks = AnomalyChecksOperator(
+        task_id="anomaly_checks",
+        conn_id=WAREHOUSE_CONN_ID,
+        window_start=WINDOW_START,
+        window_end=WINDOW_END,
+        baseline_days="{{ params.anomaly_baseline_days }}",
+        drop_factor="{{ params.anomaly_drop_factor }}",
+        min_expected="{{ params.anomaly_min_expected }}",
+        doc_md=(
+            "**Compares the window with the trailing days** (`anomaly_baseline_days`, 7): the share of "
+            "staged NextSong events with a user, songplays per staged NextSong event, and each staged "
+            "column's non-null share. A metric below its baseline / `anomaly_drop_factor` (2) fails; the "
+            "error names the metric, its value in the window and the baseline. An empty or first-ever "
+            "window passes, and a metric is judged only when the baseline predicts at least "
+            "`anomaly_min_expected` (20) counts in the window. The log shows a table of every metric."
+        ),
+    )
+
     create_tables >> [stage_events, stage_songs]
     stage_songs >> [load_dimensions["songs"], load_dimensions["artists"]]
     [stage_events, stage_songs] >> load_songplays >> [load_dimensions["users"], load_dimensions["time"]]
     list(load_dimensions.values()) >> quality_checks
+    list(load_dimensions.values()) >> anomaly_checks

@@ -238,6 +238,16 @@ class RecordParser:
         else:
             raise FormatError(f"JSON format {json_format!r} must be 'auto', 'auto ignorecase' or a JSONPaths file")
         self._fast = _compile_fast_path(columns, self._paths, getattr(self, "_ignore_case", False))
+        # The key tuple of every JSON object record parsed -> how many records had it: what
+        # sparkify.key_presence turns into per-key counts. Staging swaps in a new dict per object.
+        self.shapes: dict[tuple, int] = {}
+
+    def key_map(self):
+        """The top-level JSON key each column is read from (``sparkify.key_presence.KeyMap``)."""
+        from sparkify.key_presence import KeyMap
+
+        return KeyMap.for_format([column.name for column in self.columns], self._paths,
+                                 getattr(self, "_ignore_case", False))
 
     def parse(self, raw: bytes) -> tuple:
         """The row of one JSON record, given as its bytes (one line, or a record's text)."""
@@ -249,10 +259,16 @@ class RecordParser:
             if _is_utf8(raw):
                 raise NotOneValue(f"malformed JSON: {err}") from None
             raise NotOneValue("not valid UTF-8") from None
-        if record.__class__ is dict and self._fast is not None:
-            row = self._fast(record)
-            if row is not None:
-                return row
+        if record.__class__ is dict:
+            # One tuple and one dict update a record: the keys' hashes are cached (orjson
+            # interns short keys), and an object's records share a handful of shapes.
+            shape = tuple(record)
+            shapes = self.shapes
+            shapes[shape] = shapes.get(shape, 0) + 1
+            if self._fast is not None:
+                row = self._fast(record)
+                if row is not None:
+                    return row
         return self.row(record)
 
     def row(self, record: Any) -> tuple:
