@@ -122,6 +122,11 @@ def failure_report(results: list[Result], drop_factor: float, window: tuple[date
     return f"{len(lines)} anomaly check(s) failed:\n" + "\n".join(lines)
 
 
+def render_metrics_sql(dialect: str, columns: list[str]) -> str:
+    """checks/anomaly_metrics.sql for these staged columns: the events query, then the songplays one."""
+    return _render("checks/anomaly_metrics.sql", dialect=dialect, columns=columns)
+
+
 def _render(template: str, **variables) -> str:
     import jinja2
 
@@ -143,7 +148,7 @@ def check_anomalies(get_records: GetRecords, dialect: str, window_start: datetim
             raise ValueError(f"{STAGED_TABLE} column {column!r} is not a plain lower-case SQL identifier")
     baseline_start = window_start - timedelta(days=baseline_days)
     params = {"window_start": window_start, "window_end": window_end, "baseline_start": baseline_start}
-    events_sql, songplays_sql = split_statements(_render("checks/anomaly_metrics.sql", dialect=dialect, columns=columns))
+    events_sql, songplays_sql = split_statements(render_metrics_sql(dialect, columns))
     names = ["events", "plays", "plays_with_user", *(f"present_{index}" for index in range(len(columns)))]
     values: dict[str, dict[str, int]] = {}
     for period, *counts in get_records(events_sql, params):

@@ -71,7 +71,10 @@ COPY_LINES_SCANNED = {EVENT_KEY: 3000, **{key: 1 for key in SONG_KEYS}}
 COPY_LOAD_ERRORS = [(EVENT_KEY, 17, "ts", "Invalid timestamp format or value [YYYY-MM-DD HH24:MI:SS]")]
 
 # Stage templates only the Redshift path sends (the COPY and Redshift's account of it).
-REDSHIFT_PATH_TEMPLATES = ("stage/copy_from_s3.sql", "stage/copy_load_counts.sql", "stage/copy_load_errors.sql")
+REDSHIFT_PATH_TEMPLATES = ("stage/copy_from_s3.sql", "stage/copy_load_counts.sql", "stage/copy_load_errors.sql",
+                           "stage/copy_column_counts.sql")
+
+ANOMALY_TEMPLATE = "checks/anomaly_metrics.sql"
 
 # Staging columns that are bookkeeping, not data: stage/columns.sql leaves them out,
 # so COPY never lists them.
@@ -356,6 +359,11 @@ def stage_sql(dialect: str) -> list[SqlFile]:
                 if template == "stage/copy_from_s3.sql":
                     sql = copy_from_s3_sql(task_id, serverless)
                     golden = f"copy_{task.table}{suffix}"
+                elif template == "stage/copy_column_counts.sql":
+                    # Lists the table's columns: one golden per table (serverless renders the same).
+                    sql = env.get_template(template).render(dialect=dialect, serverless=serverless, table=task.table,
+                                                            columns=columns)
+                    golden = None if serverless else f"{path.stem}_{task.table}"
                 elif template in REDSHIFT_PATH_TEMPLATES:
                     sql = env.get_template(template).render(dialect=dialect, serverless=serverless, table=task.table)
                     golden = path.stem + suffix  # the same for every table
@@ -368,6 +376,19 @@ def stage_sql(dialect: str) -> list[SqlFile]:
     return files
 
 
+def anomaly_sql(dialect: str) -> list[SqlFile]:
+    """The metrics query of the anomaly-checks task, as ``sparkify.anomalies`` renders it."""
+    from sparkify.anomalies import render_metrics_sql
+    from sparkify.operators import AnomalyChecksOperator
+
+    columns = [row[0] for row in staging_columns("staging_events")]
+    return [
+        SqlFile(ANOMALY_TEMPLATE, task.task_id, ANOMALY_TEMPLATE, dialect, render_metrics_sql(dialect, columns),
+                golden="checks_anomaly_metrics")
+        for task in etl_dag().tasks if isinstance(task, AnomalyChecksOperator)
+    ]
+
+
 def check_sql(dialect: str) -> list[SqlFile]:
     """The queries of the SQLColumnCheckOperator/SQLTableCheckOperator tasks."""
     return [
@@ -378,7 +399,7 @@ def check_sql(dialect: str) -> list[SqlFile]:
 
 @lru_cache(maxsize=2)
 def _render_all(dialect: str) -> tuple[SqlFile, ...]:
-    return (*create_sql(dialect), *stage_sql(dialect), *load_sql(dialect), *check_sql(dialect))
+    return (*create_sql(dialect), *stage_sql(dialect), *load_sql(dialect), *check_sql(dialect), *anomaly_sql(dialect))
 
 
 def render_all(dialect: str) -> list[SqlFile]:
@@ -421,6 +442,7 @@ class Capture:
     error: BaseException | None = None  # what execute() raised (expected for failing checks)
     answer: Callable[[str, Any], list[tuple]] | None = None  # query results; None: _answer's
     copy_fails: bool = False  # the COPY raises, as Redshift's does past MAXERROR
+    null_column: str | None = None  # after the COPY, this column holds no value in any row (a vanished key)
     lineage: Any = None  # the task's OpenLineage facets after execute (run_on_fake_redshift(lineage=True))
 
 
@@ -500,6 +522,10 @@ def _answer(operation: str, args: Any, capture: Capture) -> list[tuple]:
               if url.split("/", 3)[3] == key]
     if "pg_last_copy_count()" in operation:
         return [(sum(lines.values()) - len(errors),)]
+    if re.search(r"FROM \w+_new\s*$", operation) and _first_word(operation) == "SELECT":  # stage/copy_column_counts.sql
+        loaded = sum(lines.values()) - len(errors)
+        columns = re.findall(r"COUNT\((\w+)\)", operation)
+        return [(loaded, *(0 if column == capture.null_column else loaded for column in columns))]
     if "FROM stl_load_commits" in operation or "FROM sys_load_detail" in operation:
         return list(lines.items())
     if ("FROM stl_load_errors" in operation or "FROM sys_load_error_detail" in operation) and _first_word(operation) == "SELECT":
@@ -584,7 +610,7 @@ def _failing_check_answer(task) -> Callable[[str, Any], list[tuple]]:
 
 
 def run_on_fake_redshift(task_id: str, copy_fails: bool = False, serverless: bool = False, iam_role: bool = True,
-                         lineage: bool = False, **params: Any) -> Capture:
+                         lineage: bool = False, null_column: str | None = None, **params: Any) -> Capture:
     """Render a task for a Redshift connection and run its ``execute`` against stand-ins
     for the Redshift DB-API connection and S3; return what it sent.
 
@@ -597,15 +623,15 @@ def run_on_fake_redshift(task_id: str, copy_fails: bool = False, serverless: boo
     amazon provider's S3Hook reading it), e.g. access keys, instead of the stand-in's role.
     With ``lineage`` the task's OpenLineage facets are then built (``Capture.lineage``), as
     the provider's listener would after the task."""
-    from sparkify.operators import StageToRedshiftOperator
+    from sparkify.operators import AnomalyChecksOperator, StageToRedshiftOperator
     from sparkify.operators.load import _WindowLoadOperator
 
-    capture = Capture(copy_fails=copy_fails)
+    capture = Capture(copy_fails=copy_fails, null_column=null_column)
     is_check = task_id in check_tasks()
     context = check_context() if is_check else task_context(**params)
     with warehouse_connection("redshift-serverless" if serverless else "redshift"):
         task = rendered_task(task_id, "redshift", context=context)
-        if isinstance(task, (StageToRedshiftOperator, _WindowLoadOperator)):
+        if isinstance(task, (StageToRedshiftOperator, _WindowLoadOperator, AnomalyChecksOperator)):
             warehouse = task.warehouse
             assert warehouse.dialect == "redshift"
             hook = warehouse.hook
@@ -650,7 +676,7 @@ def run_on_fake_redshift(task_id: str, copy_fails: bool = False, serverless: boo
             if lineage:
                 capture.lineage = task.get_openlineage_facets_on_complete(None)
         except Exception as err:  # noqa: BLE001
-            if not (is_check or copy_fails):
+            if not (is_check or copy_fails or null_column):
                 raise
             capture.error = err
     return capture
@@ -703,6 +729,7 @@ SAMPLE_BINDS: dict[str, Any] = {
     "field": "ts",
     "reason": "ts: 'x' is not epoch milliseconds",
     "raw_text": '{"ts": "x"}',
+    "baseline_start": datetime(2018, 10, 25, 0),
 }
 
 

@@ -47,7 +47,7 @@ from __future__ import annotations
 import json
 import os
 import re
-from datetime import datetime
+from datetime import datetime, timedelta
 
 import pytest
 import sqlglot
@@ -77,6 +77,8 @@ POSTGRES_PATH_TEMPLATES = {
     "stage/stage_rejects.sql",
     "stage/stage_rejects_delete.sql",
     "stage/stage_load_ledger_delete.sql",
+    "stage/stage_key_presence.sql",
+    "stage/stage_key_presence_delete.sql",
 }
 # Sent on both paths, but only when a staged object is no longer listed; the stand-in's
 # objects are all there.
@@ -104,6 +106,7 @@ EXPECTED_DISTRIBUTION = {
     "staging_songs": ("ALL", None, []),
     "stage_load_ledger": ("ALL", None, []),
     "stage_rejects": ("ALL", None, []),
+    "stage_key_presence": ("ALL", None, []),
     "loaded_hours": ("ALL", None, ["hour_start"]),
     "songplays": ("KEY", "user_id", ["start_time"]),
     "users": ("ALL", None, ["user_id"]),
@@ -180,6 +183,8 @@ def test_every_sql_template_is_rendered():
         for path in (p.relative_to(SQL_DIR).as_posix() for p in SQL_DIR.rglob("*.sql"))
         if path not in MACRO_FILES and not path.startswith(OTHER_DAGS_TEMPLATES + CHECK_TEMPLATES)
     }
+    # checks/ files issued as queries of their own (the anomaly checks') are rendered too.
+    templates |= {render.ANOMALY_TEMPLATE}
     assert templates == {f.template for f in REDSHIFT_FILES if f.template}
 
 
@@ -445,6 +450,7 @@ def test_redshift_rendering_has_no_postgres_only_sql():
 
 RUNS = {
     **{task_id: {} for task_id in render.check_tasks()},
+    "anomaly_checks": {},
     "create_tables": {},
     "stage_events": {},
     "stage_songs": {},
@@ -742,3 +748,36 @@ def test_documented_serverless_connection_reads_the_sys_views(monkeypatch):
     monkeypatch.setenv(render.WAREHOUSE_CONN_ENV, json.dumps(serverless))  # rendered_task restored the env
     assert task.warehouse.dialect == "redshift" and task.warehouse.serverless
     assert task._sql("stage/copy_load_errors.sql") == GOLDENS["copy_load_errors_serverless"]
+
+
+# --------------------------------------------------------------------------- schema drift, anomaly checks
+
+
+def test_stage_fails_when_a_column_is_null_in_every_copied_row():
+    """Redshift's COPY loads NULL for a vanished key: a column NULL in every row the COPY loaded
+    fails the task, naming the file and the column, before the rows reach staging (rolled back)."""
+    from sparkify.operators.stage import SchemaDrift
+
+    capture = run_on_fake_redshift("stage_events", null_column="userid")
+    assert isinstance(capture.error, SchemaDrift)
+    message = str(capture.error)
+    assert f"s3://udacity-dend/{render.EVENT_KEY}" in message and "column userid is NULL in all" in message
+    sent = [render._first_word(e.statement) for e in capture.executed]
+    assert "INSERT" not in sent[sent.index("COPY"):]  # nothing moved from the temp table into staging
+    assert capture.rollbacks == 1  # the COPY's transaction (the look-ups before it commit)
+
+    # A key allowed to be absent stages.
+    allowed = run_on_fake_redshift("stage_events", null_column="userid", allow_absent_keys=["userId"])
+    assert allowed.error is None and allowed.commits >= 1
+
+
+def test_anomaly_checks_send_the_rendered_metrics_query(captures):
+    capture = captures["anomaly_checks"]
+    main = split_statements(find_file(REDSHIFT_FILES, render.ANOMALY_TEMPLATE).sql)
+    sent = [e.statement for e in capture.executed]
+    assert sent[-len(main):] == main
+    for executed in capture.executed[-len(main):]:
+        assert executed.parameters["baseline_start"] == render.WINDOW_START - timedelta(days=7)
+        parse_redshift(bind(executed.statement, executed.parameters))
+    assert {e.paramstyle for e in capture.executed} == {"pyformat"}
+    assert capture.result == {"checks": 2 + len(render.staging_columns("staging_events")), "judged": 0}
