@@ -72,7 +72,8 @@ class ObjectLoad:
 
 
 class TooManyRejects(AirflowFailException):
-    """An object has more rejects than max_errors; ``key`` names it."""
+    """An object has more rejects than max_errors; ``key`` names it. Its batch rolls back and
+    stages again without it; the task fails once every other object is staged."""
 
     def __init__(self, message: str, key: str):
         super().__init__(message)
@@ -275,10 +276,10 @@ class StageToRedshiftOperator(BaseOperator):
         batches = [[obj] for obj in objects if obj.size > SMALL_OBJECT_BYTES]
         batches += [small[i:i + SMALL_OBJECTS_PER_BATCH] for i in range(0, len(small), SMALL_OBJECTS_PER_BATCH)]
         verbose = len(objects) <= 20
-        drifted: list[SchemaDrift] = []
+        failed: list[AirflowFailException] = []
         with ThreadPoolExecutor(FETCH_THREADS) as pool:
             for number, batch in enumerate(batches, start=1):
-                loads = self._stage_batch(batch, parser, copy_sql, run_id, pool, drifted)
+                loads = self._stage_batch(batch, parser, copy_sql, run_id, pool, failed)
                 for obj, load in loads.items():
                     totals.records_read += load.records_read
                     totals.rows_staged += load.rows_staged
@@ -290,20 +291,21 @@ class StageToRedshiftOperator(BaseOperator):
                 if not verbose:
                     self.log.info("%s: batch %d/%d staged, %s rows so far", self.table, number, len(batches),
                                   f"{totals.rows_staged:,}")
-        if drifted:
-            # The other objects are staged and committed; the drifted ones stay as they were.
+        if failed:
+            # The other objects are staged and committed; the failed ones stay as they were.
             raise AirflowFailException(
-                f"{self.table}: {len(drifted)} of {len(objects)} objects not staged (schema drift; "
-                f"{totals.rows_staged:,} rows of the other objects were staged):\n" + "\n".join(map(str, drifted)))
+                f"{self.table}: {len(failed)} of {len(objects)} objects not staged ({totals.rows_staged:,} rows "
+                "of the other objects were staged):\n" + "\n".join(map(str, failed)))
         return {
             "records_read": totals.records_read, "rows_staged": totals.rows_staged,
             "rows_rejected": totals.rows_rejected, "seconds": round(time.monotonic() - started, 3),
         }
 
     def _stage_batch(self, batch: list[SourceObject], parser: RecordParser, copy_sql: str, run_id: str,
-                     pool: ThreadPoolExecutor, drifted: list[SchemaDrift]) -> dict[SourceObject, ObjectLoad]:
+                     pool: ThreadPoolExecutor, failed: list[AirflowFailException]) -> dict[SourceObject, ObjectLoad]:
         """Replace the staged rows of these objects and record their versions, in one transaction.
-        An object that drifted is left out (appended to ``drifted``) and the rest staged again."""
+        An object that can't be staged (too many rejects, schema drift) is left out, its error
+        appended to ``failed``, and the rest of the batch staged again without it."""
         loads: dict[SourceObject, ObjectLoad] = {}
         rejects: list[dict[str, Any]] = []
         while batch:
@@ -311,16 +313,15 @@ class StageToRedshiftOperator(BaseOperator):
             loads, rejects = {}, []
             try:
                 self._replace_objects(batch, parser, copy_sql, run_id, pool, params, loads, rejects)
-            except TooManyRejects as failure:
-                # The batch rolled back; keep the failing object's rejects so they can be looked at.
-                failed = next(obj for obj in batch if obj.key == failure.key)
-                self._keep_rejects(failed, [reject for reject in rejects if reject["s3_key"] == failure.key])
-                raise
-            except SchemaDrift as drift:
-                # The batch rolled back, the drifted object's earlier rows and ledger entry with it.
-                self.log.error("%s", drift)
-                drifted.append(drift)
-                batch = [obj for obj in batch if obj.key != drift.key]
+            except (TooManyRejects, SchemaDrift) as failure:
+                # The batch rolled back: the failing object keeps what it staged before (rows and
+                # ledger entry, so a later run tries it again), and its rejects are kept to look at.
+                self.log.error("%s", failure)
+                failed.append(failure)
+                if isinstance(failure, TooManyRejects):
+                    culprit = next(obj for obj in batch if obj.key == failure.key)
+                    self._keep_rejects(culprit, [reject for reject in rejects if reject["s3_key"] == failure.key])
+                batch = [obj for obj in batch if obj.key != failure.key]
                 continue
             break
         for reject in rejects[:5]:
