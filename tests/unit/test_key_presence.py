@@ -18,10 +18,10 @@ JSONPATHS = json.dumps({"jsonpaths": ["$['userId']", "$['page']", "$.meta.ts"]})
 
 def counts_of(parser: RecordParser, lines: list[bytes]):
     """Parse the lines as staging does (spilled records included) and count their keys."""
-    parser.shapes = {}
+    parser.take_shapes()
     rows, rejects = [], []
     read_records(lines, parser.parse, rows.append, "key", lambda line, raw, err: rejects.append(line))
-    return parser.key_map().counts(parser.shapes), rows, rejects
+    return parser.key_map().counts(parser.take_shapes()), rows, rejects
 
 
 def test_present_means_the_key_is_there_whatever_its_value():
@@ -56,6 +56,21 @@ def test_shapes_are_counted_once_per_record_whatever_the_path():
     counts, rows, rejects = counts_of(parser, [good, bad_value, good])
     assert counts.records == 3 and counts.present["userid"] == 3
     assert len(rows) == 2 and rejects == [2]
+
+
+def test_complete_records_count_without_a_key_tuple_and_the_rest_with_one():
+    """The fast path counts a record whose every column has a value and no other key in one
+    counter; any other record by its key tuple. Both add up to the same per-key counts."""
+    parser = RecordParser(COLUMNS, "auto")
+    complete = b'{"userid": 1, "page": "x", "ts": 1}'
+    lines = [complete] * 5 + [b'{"userid": 2, "page": "y", "ts": 2, "extra": 0}', b'{"page": "y", "ts": 3}',
+                              b'{"userid": null, "page": "y", "ts": 4}']
+    counts, rows, rejects = counts_of(parser, lines)
+    assert len(rows) == 8 and not rejects
+    assert counts.records == 8 and counts.present == {"userid": 7, "page": 8, "ts": 8} and counts.unknown == {"extra": 1}
+    assert parser.take_shapes() == {}  # taken once, nothing carried over to the next object
+    counts, *_ = counts_of(parser, [complete])
+    assert counts.records == 1 and counts.present == {"userid": 1, "page": 1, "ts": 1}
 
 
 def key_counts(records: int, present: dict[str, int], unknown: dict[str, int] | None = None):

@@ -466,9 +466,9 @@ class StageToRedshiftOperator(BaseOperator):
                     obj.key,
                 )
 
-        parser.shapes = {}
+        parser.take_shapes()  # start this object's counts afresh (a failed attempt may have left some)
         records, staged = read_records(chain.from_iterable(line_batches), parser.parse, copy.write_row, obj.key, reject)
-        keys = self._key_map.counts(parser.shapes)
+        keys = self._key_map.counts(parser.take_shapes())
         self._check_keys(f"s3://{self.s3_bucket}/{obj.key}", obj.key, keys)
         return ObjectLoad(records_read=records, rows_staged=staged, rows_rejected=records - staged, keys=keys)
 
