@@ -10,8 +10,9 @@ A key is what the JSON format matches, as ``sparkify.records`` matches it: for `
 column's name exactly, for ``'auto ignorecase'`` in any case, for a JSONPaths file the top-level
 key its path starts with (a path into an array record, ``$[0]``, has none and is not counted).
 
-The parser only counts the records' key tuples (``RecordParser.shapes``): records of one
-producer share a few shapes, so turning shapes into per-key counts happens once per object.
+The parser only counts the records' key tuples (``RecordParser.take_shapes``), the common
+complete record in a single counter: records of one producer share a few shapes, so turning
+shapes into per-key counts happens once per object.
 """
 
 from __future__ import annotations
