@@ -90,7 +90,7 @@ class Bench:
 
     def _reset_staging(self, tables: tuple[str, ...]) -> None:
         with env.connect(self.stack, STAGE_DB) as conn:
-            conn.execute(f"TRUNCATE {', '.join(tables)}, stage_load_ledger, stage_rejects")
+            conn.execute(f"TRUNCATE {', '.join(tables)}, stage_load_ledger, stage_key_presence, stage_rejects")
         env.checkpoint(self.stack)
 
     def _count(self, dbname: str, sql: str) -> int:

@@ -50,6 +50,9 @@ REGION = "{{ var.value.get('sparkify_region', 'us-west-2') }}"
 WINDOW_START = "{{ run_window(params, data_interval_start, data_interval_end)[0] }}"
 WINDOW_END = "{{ run_window(params, data_interval_start, data_interval_end)[1] }}"
 HOUR_PATTERN = r"^\d{4}-\d{2}-\d{2}[T ]\d{2}:00(:00)?(Z|[+-]00:?00)?$"
+# Keys an object may lack altogether (schema drift fails it otherwise): the run's param, plus any
+# key a producer legitimately omits, listed here per table.
+ALLOW_ABSENT_KEYS = "{{ params.allow_absent_keys | join(',') }}"
 # A run not finished this long after it was queued raises a Deadline Alert (sparkify.alerts).
 RUN_DEADLINE = timedelta(minutes=float(os.environ.get("SPARKIFY_RUN_DEADLINE_MINUTES", "30")))
 
@@ -92,6 +95,19 @@ with DAG(
                                                     "longer listed, and re-derive the hours they touched. Off: they are "
                                                     "only recorded in stage_missing_objects (raw data expiring keeps "
                                                     "its history)."),
+        "allow_absent_keys": Param([], type="array", items={"type": "string"},
+                                   description="JSON keys (or column names) that may be absent from every record "
+                                               "of an object. Any other expected key absent from every record of "
+                                               "an object of more than 10 records fails that object's staging "
+                                               "(schema drift)."),
+        "anomaly_baseline_days": Param(7, type="number", exclusiveMinimum=0,
+                                       description="Anomaly checks compare the window with this many days before it."),
+        "anomaly_drop_factor": Param(2.0, type="number", minimum=1,
+                                     description="An anomaly check fails when its metric is below the baseline "
+                                                 "divided by this."),
+        "anomaly_min_expected": Param(20, type="number", minimum=0,
+                                      description="An anomaly check judges a metric only when the baseline predicts "
+                                                  "at least this many counts in the window."),
     },
     doc_md=__doc__,
     tags=["sparkify", "etl", "hourly"],
@@ -106,6 +122,7 @@ with DAG(
         json_format=f"s3://{BUCKET}/log_json_path.json",
         region=REGION,
         max_errors="{{ params.max_errors }}",
+        allow_absent_keys=ALLOW_ABSENT_KEYS,
         upsert_keys=("sessionid", "iteminsession", "ts"),
         stale_sql="stage/stale_hours.sql",
         remove_deleted_objects="{{ params.remove_deleted_objects }}",
@@ -127,7 +144,11 @@ with DAG(
             "- A staged file no longer in S3 is logged and recorded in `stage_missing_objects`; its rows "
             "stay unless the `remove_deleted_objects` param is on.\n"
             "- On an empty warehouse, or when `include/sql/create` changed, it first creates the missing "
-            "tables; otherwise the log says `schema: current`."
+            "tables; otherwise the log says `schema: current`.\n"
+            "- **Schema drift**: the log names expected keys absent from some records (with the share) and "
+            "unknown keys (with counts); counts per key are in `stage_key_presence`. An expected key absent "
+            "from every record of an object (of more than 10 records) fails that object, naming the file, "
+            "the key and the unknown keys; the other objects stage. `allow_absent_keys` lets a key be absent."
         ),
     )
 
@@ -139,6 +160,7 @@ with DAG(
         json_format="auto",
         region=REGION,
         max_errors="{{ params.max_errors }}",
+        allow_absent_keys=ALLOW_ABSENT_KEYS,
         upsert_keys=("song_id",),
         stale_sql="stage/stale_song_matches.sql",
         remove_deleted_objects="{{ params.remove_deleted_objects }}",
@@ -204,13 +226,26 @@ with DAG(
         task_id="quality_checks",
         conn_id=WAREHOUSE_CONN_ID,
         checks=QUALITY_CHECKS,
+        anomalies={
+            "window_start": WINDOW_START,
+            "window_end": WINDOW_END,
+            "baseline_days": "{{ params.anomaly_baseline_days }}",
+            "drop_factor": "{{ params.anomaly_drop_factor }}",
+            "min_expected": "{{ params.anomaly_min_expected }}",
+        },
         doc_md=(
             "**Data-quality checks of the run's window**, every table's in one query (see "
             "`sparkify/quality.py`): keys not null and unique, allowed values and ranges, references "
             "from `songplays` to every dimension, `songplays` = the staged plays, the hours this run "
             "loaded still match staging, and the ledger's lines read = staged + rejected.\n\n"
-            "The log has a table per table of every check (expected, actual, pass/FAIL). A failure "
-            "lists each failing check with its SQL, the values and up to 5 offending rows."
+            "**Anomaly checks** then compare the window with the trailing days (`anomaly_baseline_days`, "
+            "7): the share of staged NextSong events with a user, songplays per staged NextSong event, "
+            "and each staged column's non-null share. A metric below its baseline / `anomaly_drop_factor` "
+            "(2) fails; an empty or first-ever window passes, and a metric is judged only when the "
+            "baseline predicts at least `anomaly_min_expected` (20) counts in the window.\n\n"
+            "The log has a table per table of every check (expected, actual, pass/FAIL) and one of every "
+            "anomaly metric. A failure lists each failing check with its SQL, the values and up to 5 "
+            "offending rows, and each failing metric with its window value and baseline."
         ),
     )
 

@@ -23,7 +23,8 @@ STAR_TABLES = ("songplays", "users", "songs", "artists", "time")
 DIMENSION_TABLES = ("songs", "artists", "users", "time")  # the order the dimension load runs them
 # Staging, its bookkeeping, and the load state the star schema is derived with.
 SUPPORT_TABLES = (
-    "staging_events", "staging_songs", "stage_load_ledger", "stage_rejects", "stage_missing_objects",
+    "staging_events", "staging_songs", "stage_load_ledger", "stage_key_presence", "stage_rejects",
+    "stage_missing_objects",
     "loaded_hours", "stale_hours", "stale_users", "stale_song_matches",
 )
 # Every table include/sql/create/ defines (none references another, so any order works);

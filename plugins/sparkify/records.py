@@ -237,7 +237,33 @@ class RecordParser:
             self._paths = check_jsonpaths(jsonpaths, columns)
         else:
             raise FormatError(f"JSON format {json_format!r} must be 'auto', 'auto ignorecase' or a JSONPaths file")
-        self._fast = _compile_fast_path(columns, self._paths, getattr(self, "_ignore_case", False))
+        # The key tuple of every JSON object record parsed -> how many records had it: what
+        # sparkify.key_presence turns into per-key counts (take_shapes, once per object). A record
+        # whose every column has a value and which holds no other key (the common case) is only
+        # counted in _complete, by the fast path: building and hashing its key tuple would cost
+        # more than a tenth of its parse.
+        self.shapes: dict[tuple, int] = {}
+        self._complete = [0]
+        self._full_shape = tuple(dict.fromkeys(path[0] for path in self._paths if isinstance(path[0], str))) \
+            if self._paths is not None else tuple(column.name for column in columns)
+        self._fast = _compile_fast_path(columns, self._paths, getattr(self, "_ignore_case", False),
+                                        self.shapes, self._complete, len(self._full_shape))
+
+    def take_shapes(self) -> dict[tuple, int]:
+        """The key tuples of the JSON object records parsed since the last call, with their counts."""
+        shapes = dict(self.shapes)
+        if self._complete[0]:
+            shapes[self._full_shape] = shapes.get(self._full_shape, 0) + self._complete[0]
+        self.shapes.clear()
+        self._complete[0] = 0
+        return shapes
+
+    def key_map(self):
+        """The top-level JSON key each column is read from (``sparkify.key_presence.KeyMap``)."""
+        from sparkify.key_presence import KeyMap
+
+        return KeyMap.for_format([column.name for column in self.columns], self._paths,
+                                 getattr(self, "_ignore_case", False))
 
     def parse(self, raw: bytes) -> tuple:
         """The row of one JSON record, given as its bytes (one line, or a record's text)."""
@@ -249,10 +275,15 @@ class RecordParser:
             if _is_utf8(raw):
                 raise NotOneValue(f"malformed JSON: {err}") from None
             raise NotOneValue("not valid UTF-8") from None
-        if record.__class__ is dict and self._fast is not None:
-            row = self._fast(record)
-            if row is not None:
-                return row
+        if record.__class__ is dict:
+            if self._fast is not None:
+                row = self._fast(record)  # counts the record's keys when it gives the row
+                if row is not None:
+                    return row
+            # One tuple and one dict update: the keys' hashes are cached (orjson interns short
+            # keys), and an object's records share a handful of shapes.
+            shape = tuple(record)
+            self.shapes[shape] = self.shapes.get(shape, 0) + 1
         return self.row(record)
 
     def row(self, record: Any) -> tuple:
@@ -304,20 +335,24 @@ def _is_utf8(data: bytes) -> bool:
     return True
 
 
-def _compile_fast_path(
-    columns: list[Column], paths: list[tuple] | None, ignore_case: bool,
-) -> Callable[[dict], tuple | None] | None:
+def _compile_fast_path(columns: list[Column], paths: list[tuple] | None, ignore_case: bool, shapes: dict[tuple, int],
+                       complete: list[int], top_keys: int) -> Callable[[dict], tuple | None] | None:
     """A row function specialised to these columns, for records whose every value is plainly valid.
 
     It returns the same tuple ``parse`` would, or ``None`` whenever a value needs anything but the
     common case (wrong type, non-finite number, out-of-range timestamp, a NOT NULL column
     missing, ...); ``parse`` then runs the general rules, which give the row or the reject. So
     it changes speed only: one generated function per table instead of per-value calls.
+
+    When it gives the row it also counts the record's keys: in ``complete[0]`` when every column
+    has a value and the record holds ``top_keys`` keys (so exactly the mapped ones), else its key
+    tuple in ``shapes``.
     """
     if ignore_case:
         return None
-    namespace: dict[str, Any] = {"_follow": _follow, "_EPOCH": EPOCH, "_timedelta": timedelta}
-    body = ["def _fast(record):", "    get = record.get", "    try:"]
+    namespace: dict[str, Any] = {"_follow": _follow, "_EPOCH": EPOCH, "_timedelta": timedelta,
+                                 "_shapes": shapes, "_complete": complete}
+    body = ["def _fast(record):", "    get = record.get", "    complete = True", "    try:"]
     # Per column, the common case is tested first: a value of the column's own JSON type.
     for index, column in enumerate(columns):
         path = paths[index] if paths is not None else (column.name,)
@@ -326,7 +361,7 @@ def _compile_fast_path(
         else:
             namespace[f"_path{index}"] = path
             body.append(f"        v = _follow(record, _path{index})")
-        missing = f"c{index} = None" if column.nullable else "return None"
+        missing = f"c{index} = None; complete = False" if column.nullable else "return None"
         kind = column.data_type.lower()
         if kind in _TEXT_TYPES:
             limit = column.max_length
@@ -342,7 +377,7 @@ def _compile_fast_path(
             body.append(f"        elif v.__class__ is str and v.isascii() and v.isdigit() and (n := int(v)) <= {high}: "
                         f"c{index} = n")
             if column.nullable:
-                body.append(f"        elif v == '': c{index} = None")
+                body.append(f"        elif v == '': c{index} = None; complete = False")
         elif kind == "double precision":
             body.append(f"        if v.__class__ is float and v - v == 0.0: c{index} = v")
             body.append(f"        elif v is None: {missing}")
@@ -358,6 +393,11 @@ def _compile_fast_path(
         body.append("        else: return None")
     body.append("    except Exception:")
     body.append("        return None")
+    body.append(f"    if complete and len(record) == {top_keys}:")
+    body.append("        _complete[0] += 1")
+    body.append("    else:")
+    body.append("        shape = tuple(record)")
+    body.append("        _shapes[shape] = _shapes.get(shape, 0) + 1")
     body.append(f"    return ({''.join(f'c{i}, ' for i in range(len(columns)))})")
     exec("\n".join(body), namespace)
     return namespace["_fast"]

@@ -67,6 +67,11 @@ def _user(event: dict) -> int | None:
     return int(event["userId"]) if str(event.get("userId") or "").strip() else None
 
 
+def _number(value):
+    """A float column's value: COPY reads a JSON string of a number as that number."""
+    return float(value) if isinstance(value, str) and value.strip() else _blank(value)
+
+
 def _blank(value):
     return None if isinstance(value, str) and not value.strip() else value
 
@@ -119,7 +124,7 @@ def expected_warehouse(events: list[dict], songs: list[dict], windows: list[tupl
             continue
         session_id, item = int(event["sessionId"]), int(event["itemInSession"])
         # The latest event by (ts, session, item); among copies of one event, the lowest values.
-        first, last, gender, level = (_blank(event[key]) for key in ("firstName", "lastName", "gender", "level"))
+        first, last, gender, level = (_blank(event.get(key)) for key in ("firstName", "lastName", "gender", "level"))
         rank = ((moment, session_id, item),
                 tuple((value is not None, _Inverted(value)) for value in (level, first, last, gender)))
         if user_id not in latest or rank > latest[user_id][0]:
@@ -127,12 +132,13 @@ def expected_warehouse(events: list[dict], songs: list[dict], windows: list[tupl
         if event["page"] != "NextSong":
             continue
         # An event staged twice gives one play: the copy first by the values the play takes.
-        level, location, agent = _blank(event["level"]), _blank(event["location"]), _blank(event["userAgent"])
-        choice = _nulls_last(level, location, agent, _blank(event["song"]), _blank(event["artist"]), event["length"])
+        level, location, agent = _blank(event.get("level")), _blank(event.get("location")), _blank(event.get("userAgent"))
+        length = _number(event.get("length"))
+        choice = _nulls_last(level, location, agent, _blank(event.get("song")), _blank(event.get("artist")), length)
         identity = (user_id, session_id, item, moment)
         if identity in plays and plays[identity][0] <= choice:
             continue
-        matches = sorted(by_match.get((event["song"], event["artist"], event["length"]), []), key=lambda s: s["song_id"])
+        matches = sorted(by_match.get((event.get("song"), event.get("artist"), length), []), key=lambda s: s["song_id"])
         song = matches[0] if matches else None
         plays[identity] = (choice, (
             moment, user_id, level, song and song["song_id"], song and song["artist_id"], session_id, location, agent,

@@ -13,13 +13,14 @@ provider's operators' do.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Any, Sequence
 
 from airflow.providers.common.sql.operators.sql import BaseSQLOperator, SQLCheckResult, SQLColumnCheckOperator
-from airflow.sdk.exceptions import AirflowException
+from airflow.sdk.exceptions import AirflowException, AirflowFailException
 
 from sparkify.quality import window_clause
-from sparkify.warehouse import DialectContextMixin
+from sparkify.warehouse import DialectContextMixin, Warehouse
 
 SAMPLE_ROWS = 5
 
@@ -82,19 +83,23 @@ class QualityChecksOperator(DialectContextMixin, BaseSQLOperator):
         equal an expected scalar); see sparkify.quality.
     :param windowed: check only the run's window of the tables that name a ``window_column``
         (and their rows where it is NULL, which no window holds).
+    :param anomalies: also compare the window with its trailing days (sparkify.anomalies):
+        ``window_start``, ``window_end``, ``baseline_days``, ``drop_factor`` and ``min_expected``.
     """
 
-    template_fields: Sequence[str] = (*BaseSQLOperator.template_fields, "checks", "partitions")
+    template_fields: Sequence[str] = (*BaseSQLOperator.template_fields, "checks", "partitions", "anomalies")
     ui_color = "#d7e8f7"
 
-    def __init__(self, *, checks: dict[str, dict], windowed: bool = True, **kwargs: Any) -> None:
+    def __init__(self, *, checks: dict[str, dict], windowed: bool = True, anomalies: dict | None = None,
+                 **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.checks = checks
+        self.anomalies = anomalies
         self.partitions = {table: window_clause(spec["window_column"])
                            for table, spec in checks.items() if windowed and "window_column" in spec}
         self.sql: list[str] = []  # the queries run: OpenLineage reads their tables as inputs
 
-    def execute(self, context: Any) -> None:
+    def execute(self, context: Any) -> dict[str, Any]:
         hook = self.get_db_hook()
         failures: list[str] = []
         for table, spec in self.checks.items():
@@ -121,9 +126,45 @@ class QualityChecksOperator(DialectContextMixin, BaseSQLOperator):
             self.log.info("Checks on %s:\n%s", table, format_table(report, ("check", "expected", "actual", "result")))
             if failing:
                 failures.append(f"{len(failing)} failing check(s) on {table}:\n" + "\n".join(failing))
+        anomalies = self._check_anomalies(failures) if self.anomalies else None
         if failures:
             raise AirflowException("\n".join(failures))
         self.log.info("all %d checks passed on %s", len(self.check_results), ", ".join(self.checks))
+        return {"checks": len(self.check_results), "anomalies": anomalies}
+
+    def get_db_hook(self) -> Any:
+        # The hook our other operators use, built from the connection type directly: common.sql's
+        # lookup through the providers manager costs a second or more per task process.
+        return self.warehouse.hook
+
+    @cached_property
+    def warehouse(self) -> Warehouse:
+        return Warehouse(self.conn_id)
+
+    def _check_anomalies(self, failures: list[str]) -> dict[str, int]:
+        """The window's metrics against the trailing days; a failing one adds its report to
+        ``failures``. Returns how many metrics there are and how many had enough history to be judged."""
+        from sparkify.anomalies import check_anomalies, failure_report, report_rows
+        from sparkify.window import resolve_window
+
+        settings = self.anomalies
+        window = resolve_window(settings["window_start"], settings["window_end"])
+        try:
+            drop_factor = float(settings["drop_factor"])
+            results, baseline_start = check_anomalies(
+                self.warehouse.get_records, self.warehouse.dialect, *window, float(settings["baseline_days"]),
+                drop_factor, float(settings["min_expected"]))
+        except ValueError as err:
+            raise AirflowFailException(f"anomaly checks: {err}") from None
+        self.log.info(
+            "Anomaly checks, window [%s, %s) against the baseline [%s, %s) (fails below baseline / %g):\n%s",
+            *window, baseline_start, window[0], drop_factor,
+            format_table(report_rows(results, drop_factor), ("metric", "window", "baseline", "fails below", "result")))
+        if any(result.failed for result in results):
+            failures.append(failure_report(results, drop_factor, window, baseline_start))
+        else:
+            self.log.info("anomaly checks: all %d passed", len(results))
+        return {"metrics": len(results), "judged": sum(result.status in ("pass", "FAIL") for result in results)}
 
     def _explain(self, hook: Any, check: Check, expected: Any, actual: Any, where: str) -> str:
         """One failing check: its SQL, expected and actual values, and a few offending rows."""

@@ -25,6 +25,7 @@ if TYPE_CHECKING:
     from airflow.providers.amazon.aws.hooks.s3 import S3Hook
     from psycopg import Copy
 
+    from sparkify.key_presence import KeyCounts, KeyMap
     from sparkify.records import Column, RecordError, RecordParser
     from airflow.sdk import Context
 
@@ -40,6 +41,9 @@ BINARY_COPY_TYPES = {
 SMALL_OBJECT_BYTES = 1 << 20
 SMALL_OBJECTS_PER_BATCH = 500
 FETCH_THREADS = 16
+# stage_key_presence keeps an object's most frequent unknown keys, each cut to the column's length.
+UNKNOWN_KEYS_KEPT = 50
+JSON_KEY_LENGTH = 256
 
 
 def validate_identifier(name: str, what: str) -> str:
@@ -64,10 +68,20 @@ class ObjectLoad:
     records_read: int = 0
     rows_staged: int = 0
     rows_rejected: int = 0
+    keys: KeyCounts | None = None  # which JSON keys its records carried (PostgreSQL path)
 
 
 class TooManyRejects(AirflowFailException):
-    """An object has more rejects than max_errors; ``key`` names it."""
+    """An object has more rejects than max_errors; ``key`` names it. Its batch rolls back and
+    stages again without it; the task fails once every other object is staged."""
+
+    def __init__(self, message: str, key: str):
+        super().__init__(message)
+        self.key = key
+
+
+class SchemaDrift(AirflowFailException):
+    """An expected JSON key is absent from every record of an object; ``key`` names the object."""
 
     def __init__(self, message: str, key: str):
         super().__init__(message)
@@ -105,11 +119,16 @@ class StageToRedshiftOperator(BaseOperator):
     :param create_tables: first create the warehouse's missing tables, unless the DDL recorded
         in ``schema_version`` is current (sparkify.schema): an empty warehouse's first run works
         and later runs pay one query.
+    :param allow_absent_keys: JSON keys (or column names), a list or comma-separated, that may be
+        absent from every record of an object. Any other expected key absent from every record of
+        an object of more than ``drift_min_records`` records fails that object (schema drift,
+        see ``sparkify.key_presence``); the other objects still stage.
+    :param drift_min_records: objects with at most this many records only warn of an absent key.
     """
 
     template_fields: Sequence[str] = (
         "s3_bucket", "s3_key", "json_format", "region", "window_start", "window_end", "max_errors",
-        "remove_deleted_objects",
+        "remove_deleted_objects", "allow_absent_keys",
     )
     template_fields_renderers = {"s3_key": "py"}
     ui_color = "#99e699"
@@ -129,6 +148,8 @@ class StageToRedshiftOperator(BaseOperator):
         stale_sql: str | None = None,
         remove_deleted_objects: bool | str = False,
         create_tables: bool = True,
+        allow_absent_keys: str | Sequence[str] = (),
+        drift_min_records: int | None = None,
         manifest_prefix: str = "manifests",
         aws_conn_id: str = "aws_default",
         redshift_conn_id: str = "redshift_default",
@@ -147,6 +168,8 @@ class StageToRedshiftOperator(BaseOperator):
         self.stale_sql = stale_sql
         self.remove_deleted_objects = remove_deleted_objects
         self.create_tables = create_tables
+        self.allow_absent_keys = allow_absent_keys
+        self.drift_min_records = drift_min_records
         self.manifest_prefix = manifest_prefix
         self.aws_conn_id = aws_conn_id
         self.redshift_conn_id = redshift_conn_id
@@ -258,6 +281,7 @@ class StageToRedshiftOperator(BaseOperator):
             parser = RecordParser(self._columns(), self.json_format, self._jsonpaths())
         except FormatError as err:
             raise AirflowFailException(f"{self.table}: {self.json_format}: {err}") from None
+        self._key_map = parser.key_map()
         self._copy_types = self._binary_copy_types(parser.columns)
         copy_sql = self._sql("stage/copy_from_stdin.sql", columns=[column.name for column in parser.columns],
                              binary=self._copy_types is not None)
@@ -269,9 +293,10 @@ class StageToRedshiftOperator(BaseOperator):
         batches = [[obj] for obj in objects if obj.size > SMALL_OBJECT_BYTES]
         batches += [small[i:i + SMALL_OBJECTS_PER_BATCH] for i in range(0, len(small), SMALL_OBJECTS_PER_BATCH)]
         verbose = len(objects) <= 20
+        failed: list[AirflowFailException] = []
         with ThreadPoolExecutor(FETCH_THREADS) as pool:
             for number, batch in enumerate(batches, start=1):
-                loads = self._stage_batch(batch, parser, copy_sql, run_id, pool)
+                loads = self._stage_batch(batch, parser, copy_sql, run_id, pool, failed)
                 for obj, load in loads.items():
                     totals.records_read += load.records_read
                     totals.rows_staged += load.rows_staged
@@ -283,24 +308,39 @@ class StageToRedshiftOperator(BaseOperator):
                 if not verbose:
                     self.log.info("%s: batch %d/%d staged, %s rows so far", self.table, number, len(batches),
                                   f"{totals.rows_staged:,}")
+        if failed:
+            # The other objects are staged and committed; the failed ones stay as they were.
+            raise AirflowFailException(
+                f"{self.table}: {len(failed)} of {len(objects)} objects not staged ({totals.rows_staged:,} rows "
+                "of the other objects were staged):\n" + "\n".join(map(str, failed)))
         return {
             "records_read": totals.records_read, "rows_staged": totals.rows_staged,
             "rows_rejected": totals.rows_rejected, "seconds": round(time.monotonic() - started, 3),
         }
 
     def _stage_batch(self, batch: list[SourceObject], parser: RecordParser, copy_sql: str, run_id: str,
-                     pool: ThreadPoolExecutor) -> dict[SourceObject, ObjectLoad]:
-        """Replace the staged rows of these objects and record their versions, in one transaction."""
-        params = {"table": self.table, "s3_keys": [obj.key for obj in batch]}
+                     pool: ThreadPoolExecutor, failed: list[AirflowFailException]) -> dict[SourceObject, ObjectLoad]:
+        """Replace the staged rows of these objects and record their versions, in one transaction.
+        An object that can't be staged (too many rejects, schema drift) is left out, its error
+        appended to ``failed``, and the rest of the batch staged again without it."""
         loads: dict[SourceObject, ObjectLoad] = {}
         rejects: list[dict[str, Any]] = []
-        try:
-            self._replace_objects(batch, parser, copy_sql, run_id, pool, params, loads, rejects)
-        except TooManyRejects as failure:
-            # The batch rolled back; keep the failing object's rejects so they can be looked at.
-            failed = next(obj for obj in batch if obj.key == failure.key)
-            self._keep_rejects(failed, [reject for reject in rejects if reject["s3_key"] == failure.key])
-            raise
+        while batch:
+            params = {"table": self.table, "s3_keys": [obj.key for obj in batch]}
+            loads, rejects = {}, []
+            try:
+                self._replace_objects(batch, parser, copy_sql, run_id, pool, params, loads, rejects)
+            except (TooManyRejects, SchemaDrift) as failure:
+                # The batch rolled back: the failing object keeps what it staged before (rows and
+                # ledger entry, so a later run tries it again), and its rejects are kept to look at.
+                self.log.error("%s", failure)
+                failed.append(failure)
+                if isinstance(failure, TooManyRejects):
+                    culprit = next(obj for obj in batch if obj.key == failure.key)
+                    self._keep_rejects(culprit, [reject for reject in rejects if reject["s3_key"] == failure.key])
+                batch = [obj for obj in batch if obj.key != failure.key]
+                continue
+            break
         for reject in rejects[:5]:
             self.log.warning("%s: rejected %s line %s: %s", self.table, reject["s3_key"], reject["source_line"], reject["reason"])
         if len(rejects) > 5:
@@ -344,6 +384,12 @@ class StageToRedshiftOperator(BaseOperator):
                      "rows_rejected": load.rows_rejected, "run_id": run_id, "loaded_at": loaded_at}
                     for obj, load in loads.items()
                 ])
+            cursor.execute(self._sql("stage/stage_key_presence_delete.sql"), params)
+            cursor.executemany(self._sql("stage/stage_key_presence.sql"), [
+                {"table": self.table, "s3_key": obj.key, "json_key": key, "column_name": column, "records": records,
+                 "present": present, "run_id": run_id, "loaded_at": loaded_at}
+                for obj, load in loads.items() for key, column, records, present in key_presence_rows(load.keys, self._key_map)
+            ])
             if self.stale_sql:
                 log_report(self.log, self.table, self.stale_sql, run_phase(cursor, self._sql, self.stale_sql, "after", params))
 
@@ -385,6 +431,7 @@ class StageToRedshiftOperator(BaseOperator):
                 cursor.executemany(statement, per_key)
             if remove:
                 cursor.execute(self._sql("stage/stage_load_ledger_delete.sql"), params)
+                cursor.execute(self._sql("stage/stage_key_presence_delete.sql"), params)
                 if self.stale_sql:
                     log_report(self.log, self.table, self.stale_sql,
                                run_phase(cursor, self._sql, self.stale_sql, "after", params))
@@ -436,8 +483,23 @@ class StageToRedshiftOperator(BaseOperator):
                     obj.key,
                 )
 
+        parser.take_shapes()  # start this object's counts afresh (a failed attempt may have left some)
         records, staged = read_records(chain.from_iterable(line_batches), parser.parse, copy.write_row, obj.key, reject)
-        return ObjectLoad(records_read=records, rows_staged=staged, rows_rejected=records - staged)
+        keys = self._key_map.counts(parser.take_shapes())
+        self._check_keys(f"s3://{self.s3_bucket}/{obj.key}", obj.key, keys)
+        return ObjectLoad(records_read=records, rows_staged=staged, rows_rejected=records - staged, keys=keys)
+
+    def _check_keys(self, url: str, key: str, counts: KeyCounts) -> None:
+        """Fail an object from which an expected key is absent altogether; log partial absence
+        and unknown keys (see ``sparkify.key_presence``)."""
+        from sparkify.key_presence import DRIFT_MIN_RECORDS, assess, drift_error, drift_warnings, parse_allowed
+
+        min_records = DRIFT_MIN_RECORDS if self.drift_min_records is None else int(self.drift_min_records)
+        drift = assess(counts, self._key_map, parse_allowed(self.allow_absent_keys), min_records)
+        if drift.fails:
+            raise SchemaDrift(f"{self.table}: {drift_error(url, counts, drift, self._key_map)}", key)
+        for line in drift_warnings(counts, drift, self._key_map):
+            self.log.warning("%s: %s: %s", self.table, url, line)
 
     def _reject(self, obj: SourceObject, line_number: int, line: bytes, err: RecordError, run_id: str) -> dict[str, Any]:
         return {
@@ -481,13 +543,18 @@ class StageToRedshiftOperator(BaseOperator):
 
         if not self.upsert_keys:
             raise AirflowFailException(f"{self.table}: upsert_keys are required to replace changed objects on Redshift")
+        from sparkify.key_presence import KeyMap
+
         columns = self._columns()
         jsonpaths = self._jsonpaths()
+        paths = None
         if jsonpaths is not None:
             try:
-                check_jsonpaths(jsonpaths, columns)
+                paths = check_jsonpaths(jsonpaths, columns)
             except FormatError as err:
                 raise AirflowFailException(f"{self.table}: {self.json_format}: {err}") from None
+        self._key_map = KeyMap.for_format([column.name for column in columns], paths,
+                                          self.json_format.strip().lower() == "auto ignorecase")
         manifest_key = f"{self.manifest_prefix}/{self.table}/{re.sub(r'[^A-Za-z0-9_.-]', '_', run_id)}.manifest"
         manifest = {"entries": [{"url": f"s3://{self.s3_bucket}/{obj.key}", "mandatory": True} for obj in objects]}
         self.s3.load_string(json.dumps(manifest), manifest_key, self.s3_bucket, replace=True)
@@ -508,6 +575,8 @@ class StageToRedshiftOperator(BaseOperator):
                     if first_code_line(statement).upper().startswith("COPY "):
                         self._fail_with_load_errors(cursor, err)
                     raise
+                if first_code_line(statement).upper().startswith("COPY "):
+                    self._check_copied_columns(cursor, columns, objects)
                 if first_code_line(statement).upper().startswith("SELECT"):
                     report = cursor.fetchall()  # what the change touched (stale_sql)
             loads = self._copy_counts(cursor, objects)
@@ -531,6 +600,28 @@ class StageToRedshiftOperator(BaseOperator):
             "rows_rejected": sum(load.rows_rejected for load in loads.values()),
             "seconds": round(time.monotonic() - started, 3),
         }
+
+    def _check_copied_columns(self, cursor: Any, columns: list[Column], objects: list[SourceObject]) -> None:
+        """Redshift's COPY can't count JSON keys: fail when a column is NULL in every row it loaded
+        (over more than ``drift_min_records`` rows), the trace a vanished key leaves. The check
+        covers the COPY's objects together, as Redshift records no row's source object."""
+        from sparkify.key_presence import DRIFT_MIN_RECORDS, parse_allowed
+
+        rows = self._fetch(cursor, self._sql("stage/copy_column_counts.sql", columns=[c.name for c in columns]))
+        if not rows:
+            return
+        loaded, *non_null = rows[0]
+        allowed = parse_allowed(self.allow_absent_keys)
+        min_records = DRIFT_MIN_RECORDS if self.drift_min_records is None else int(self.drift_min_records)
+        empty = [column.name for column, count in zip(columns, non_null)
+                 if not count and not self._key_map.allows(column.name, allowed)]
+        if empty and loaded > min_records:
+            files = ", ".join(f"s3://{self.s3_bucket}/{obj.key}" for obj in objects[:10])
+            more = f" and {len(objects) - 10} more" if len(objects) > 10 else ""
+            raise SchemaDrift(
+                f"{self.table}: schema drift: column {', '.join(empty)} is NULL in all {loaded:,} rows the COPY of "
+                f"{files}{more} loaded (COPY loads NULL for a missing JSON key). Nothing was staged. If the key "
+                "may legitimately be absent, list it in the allow_absent_keys param", objects[0].key)
 
     def _copy_counts(self, cursor: Any, objects: list[SourceObject]) -> dict[SourceObject, ObjectLoad]:
         """Per object, Redshift's figures for the COPY just run: lines it scanned, lines it
@@ -594,6 +685,18 @@ class StageToRedshiftOperator(BaseOperator):
         env = self.get_template_env()
         return env.get_template(template).render(dialect=self.warehouse.dialect, serverless=self.warehouse.serverless,
                                                  table=self.table, **extra)
+
+
+def key_presence_rows(counts: KeyCounts | None, key_map: KeyMap) -> Iterator[tuple[str, str | None, int, int]]:
+    """The stage_key_presence rows of one object: (JSON key, column or None, records, present)
+    for every mapped key, then its most frequent unknown keys."""
+    if counts is None or not counts.records:
+        return
+    for column, present in counts.present.items():
+        yield key_map.keys[column], column, counts.records, present
+    ranked = sorted(counts.unknown.items(), key=lambda item: (-item[1], item[0]))[:UNKNOWN_KEYS_KEPT]
+    for key, present in ranked:
+        yield key[:JSON_KEY_LENGTH], None, counts.records, present
 
 
 def _utcnow() -> datetime:

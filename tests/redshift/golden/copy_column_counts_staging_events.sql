@@ -1,0 +1,2 @@
+SELECT COUNT(*), COUNT(artist), COUNT(auth), COUNT(firstname), COUNT(gender), COUNT(iteminsession), COUNT(lastname), COUNT(length), COUNT(level), COUNT(location), COUNT(method), COUNT(page), COUNT(registration), COUNT(sessionid), COUNT(song), COUNT(status), COUNT(ts), COUNT(useragent), COUNT(userid)
+FROM staging_events_new

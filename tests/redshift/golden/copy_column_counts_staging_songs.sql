@@ -1,0 +1,2 @@
+SELECT COUNT(*), COUNT(num_songs), COUNT(artist_id), COUNT(artist_latitude), COUNT(artist_longitude), COUNT(artist_location), COUNT(artist_name), COUNT(song_id), COUNT(title), COUNT(duration), COUNT(year)
+FROM staging_songs_new
