@@ -240,7 +240,8 @@ class StageToRedshiftOperator(BaseOperator):
         from sparkify.schema import ensure_tables
 
         started = time.monotonic()
-        if ensure_tables(self.warehouse, self._sql, run_id):
+        env = self.get_template_env()
+        if ensure_tables(self.warehouse, self._sql, lambda template: env.loader.get_source(env, template)[0], run_id):
             self.log.info("schema: created the missing tables (include/sql/create) in %.2f s; "
                           "later runs skip the DDL while it is unchanged", time.monotonic() - started)
         else:
