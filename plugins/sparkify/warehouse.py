@@ -12,10 +12,9 @@ from typing import Any, Iterator
 
 from airflow.providers.common.sql.hooks.sql import DbApiHook
 
+from sparkify.catalog import AWS_CONN_ID
+
 DIALECTS = {"postgres": "postgres", "redshift": "redshift"}
-# The pipeline's AWS connection: with IAM auth, RedshiftSQLHook gets the temporary database
-# credentials through it, so production needs this and the warehouse connection, nothing else.
-AWS_CONN_ID = "sparkify_aws"
 
 
 class UnsupportedWarehouse(ValueError):
@@ -69,6 +68,8 @@ class Warehouse:
         if self.dialect == "redshift":
             from airflow.providers.amazon.aws.hooks.redshift_sql import RedshiftSQLHook
 
+            # With IAM auth the hook gets the temporary database credentials through the pipeline's
+            # AWS connection, so production needs that and the warehouse connection, nothing else.
             return RedshiftSQLHook(redshift_conn_id=self.conn_id, aws_conn_id=AWS_CONN_ID)
         from airflow.providers.postgres.hooks.postgres import PostgresHook
 
