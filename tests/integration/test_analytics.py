@@ -19,14 +19,13 @@ import sys
 from collections import Counter, defaultdict
 from datetime import date, datetime, timedelta
 from decimal import Decimal
-from functools import lru_cache
 
 import psycopg
 import pytest
 
 from support import REPO
 from support.model import expected_warehouse, read_events, read_songs
-from support.pipeline import etl_dag, replace_bucket_contents, reset_warehouse, run_window, s3_client
+from support.pipeline import etl_dag, project_dag, replace_bucket_contents, reset_warehouse, run_window, s3_client
 from scripts.sample_data import generate
 
 DAY1 = (datetime(2018, 11, 1), datetime(2018, 11, 2))
@@ -35,16 +34,8 @@ TOP_N = 7
 QUERIES = ("top_songs", "top_artists", "plays_by_hour", "level_share", "active_users_per_day")
 
 
-@lru_cache(maxsize=1)
 def analytics_dag():
-    from airflow.dag_processing.dagbag import DagBag
-
-    bag = DagBag(str(REPO / "dags"))
-    assert not bag.import_errors, bag.import_errors
-    dag = bag.dags["sparkify_analytics"]
-    for task in dag.tasks:
-        task.retries = 0
-    return dag
+    return project_dag("sparkify_analytics")
 
 
 @pytest.fixture(scope="module", autouse=True)
