@@ -16,211 +16,25 @@ applies, so both targets stage the same rows and reject the same records:
 * so does a record over 4 MB, malformed JSON or bytes that are not UTF-8.
 
 Where the records are in a file (one per line, several per line, pretty-printed) is
-``sparkify.json_stream``'s business.
+``sparkify.json_stream``'s business; ``sparkify.record_values`` holds the value rules and
+``sparkify.jsonpaths`` the JSONPaths files.
 """
 
 from __future__ import annotations
 
-import json
-import math
-import re
-from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import timedelta
 from typing import Any, Callable
 
 import orjson
 
-EPOCH = datetime(1970, 1, 1)
+from sparkify.jsonpaths import check_jsonpaths, follow
+from sparkify.record_values import (
+    INTEGER_RANGES, INTEGER_TYPES, TEXT_TYPES, EPOCH, Column, FormatError, NotOneValue, RecordError,
+    blank_to_none, converter,
+)
+
 # Redshift's COPY rejects JSON objects over 4 MB; staging on PostgreSQL keeps the same limit.
 MAX_RECORD_BYTES = 4 * 1024 * 1024
-_PATH_TOKEN = re.compile(r"""\[\s*'((?:[^'\\]|\\.)*)'\s*\]|\[\s*"((?:[^"\\]|\\.)*)"\s*\]|\[\s*(\d+)\s*\]|\.([A-Za-z_][\w]*)""")
-
-
-class RecordError(ValueError):
-    """One input record that can't be staged; ``field`` names the column at fault."""
-
-    def __init__(self, reason: str, field: str | None = None):
-        super().__init__(f"{field}: {reason}" if field else reason)
-        self.field = field
-
-
-class NotOneValue(RecordError):
-    """The bytes are not one complete JSON value: part of a record that spans lines, several
-    records, or malformed JSON. ``sparkify.json_stream`` reads on to tell which."""
-
-
-class FormatError(ValueError):
-    """The JSON format (``'auto'`` or a JSONPaths file) doesn't fit the table."""
-
-
-@dataclass(frozen=True)
-class Column:
-    name: str
-    data_type: str
-    max_length: int | None = None
-    nullable: bool = True
-
-
-def parse_jsonpaths(document: bytes | str) -> list[tuple[str | int, ...]]:
-    """Parse a Redshift JSONPaths file into a list of key paths."""
-    try:
-        paths = json.loads(document)["jsonpaths"]
-    except (ValueError, KeyError, TypeError) as err:
-        raise FormatError(f"not a JSONPaths file (expected {{\"jsonpaths\": [...]}}): {err}") from None
-    if not isinstance(paths, list) or not paths:
-        raise FormatError("JSONPaths file has an empty or invalid 'jsonpaths' list")
-    return [_parse_path(path) for path in paths]
-
-
-def check_jsonpaths(document: bytes | str, columns: list[Column]) -> list[tuple[str | int, ...]]:
-    """The paths of a JSONPaths file, which must map one to one onto the table's data columns."""
-    paths = parse_jsonpaths(document)
-    if len(paths) != len(columns):
-        raise FormatError(
-            f"JSONPaths file has {len(paths)} paths but the table has {len(columns)} data columns "
-            f"({', '.join(c.name for c in columns)})"
-        )
-    return paths
-
-
-def _parse_path(path: Any) -> tuple[str | int, ...]:
-    if not isinstance(path, str) or not path.startswith("$"):
-        raise FormatError(f"JSONPath {path!r} must start with '$'")
-    keys: list[str | int] = []
-    position = 1
-    while position < len(path):
-        match = _PATH_TOKEN.match(path, position)
-        if not match:
-            raise FormatError(f"JSONPath {path!r} is not in bracket or dot notation")
-        single, double, index, dotted = match.groups()
-        keys.append(int(index) if index is not None else next(k for k in (single, double, dotted) if k is not None))
-        position = match.end()
-    if not keys:
-        raise FormatError(f"JSONPath {path!r} selects the whole record")
-    return tuple(keys)
-
-
-def _blank_to_none(value: Any) -> Any:
-    return None if isinstance(value, str) and not value.strip() else value
-
-
-def _truncate_bytes(text: str, limit: int) -> str:
-    """At most ``limit`` UTF-8 bytes of ``text``, cut on a character boundary."""
-    encoded = text.encode("utf-8", "surrogatepass")
-    if len(encoded) <= limit:
-        return text
-    return encoded[:limit].decode("utf-8", "ignore")
-
-
-def _to_text(max_length: int | None) -> Callable[[Any], Any]:
-    def convert(value: Any) -> Any:
-        # Redshift loads a number, a boolean or a nested object/array as its JSON text.
-        if isinstance(value, (dict, list)):
-            value = json.dumps(value, ensure_ascii=False)
-        elif isinstance(value, bool):
-            value = "true" if value else "false"
-        elif not isinstance(value, str):
-            value = json.dumps(value)
-        return _truncate_bytes(value, max_length) if max_length else value
-
-    return convert
-
-
-# The text COPY converts to a number: ASCII digits only (no other script's digits, no
-# "1_000", no surrounding spaces), an optional sign; floats also take a fraction and an
-# exponent. "nan" and "inf" are not numbers to Redshift (it can't load them).
-_INTEGER_TEXT = re.compile(r"[-+]?[0-9]+", re.ASCII)
-_FLOAT_TEXT = re.compile(r"[-+]?(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][-+]?[0-9]+)?", re.ASCII)
-_INTEGER_RANGES = {
-    "smallint": (-(2 ** 15), 2 ** 15 - 1),
-    "integer": (-(2 ** 31), 2 ** 31 - 1),
-    "bigint": (-(2 ** 63), 2 ** 63 - 1),
-}
-
-
-def _to_int(kind: str) -> Callable[[Any], int]:
-    """A JSON integer, or a string of one. Redshift converts the value's text, so a fraction
-    ("3.0" included), an exponent or a boolean is an invalid digit to it (load error 1207),
-    and a value outside the type's range overflows (1216): each rejects the record."""
-    low, high = _INTEGER_RANGES[kind]
-
-    def convert(value: Any) -> int:
-        if value.__class__ is str and _INTEGER_TEXT.fullmatch(value):
-            number = int(value)
-        elif value.__class__ is int:
-            number = value
-        else:
-            raise ValueError(f"{_shown(value)} is not an integer")
-        if not low <= number <= high:
-            raise ValueError(f"{_shown(value)} is out of range for {kind}")
-        return number
-
-    return convert
-
-
-def _to_float(kind: str) -> Callable[[Any], float]:
-    """A JSON number, or a string of one (exponent forms included). Booleans, "nan", "inf"
-    and numbers beyond the type's range are rejected, as Redshift rejects them."""
-    # REAL is single precision: past its largest value, or so small it would become 0.
-    largest, smallest = (3.4028234663852886e38, 1.401298464324817e-45) if kind == "real" else (math.inf, 0.0)
-
-    def convert(value: Any) -> float:
-        if value.__class__ is int or value.__class__ is float:
-            number = float(value)
-        elif value.__class__ is str and _FLOAT_TEXT.fullmatch(value):
-            number = float(value)
-        else:
-            raise ValueError(f"{_shown(value)} is not a number")
-        if not math.isfinite(number) or abs(number) > largest or (number and abs(number) < smallest):
-            raise ValueError(f"{_shown(value)} is out of range for {kind}")
-        return number
-
-    return convert
-
-
-def _to_epoch_millis(value: Any) -> datetime:
-    """TIMEFORMAT 'epochmillisecs': whole milliseconds since 1970, as a JSON integer or a
-    string of one. A fraction ("1541105830796.0" or .5) is not a count of milliseconds to
-    COPY's epoch parser, so it rejects the record, like a fraction in an INTEGER column."""
-    if value.__class__ is str and _INTEGER_TEXT.fullmatch(value):
-        value = int(value)
-    elif value.__class__ is not int:
-        raise ValueError(f"{_shown(value)} is not epoch milliseconds (a whole number)")
-    try:
-        return EPOCH + timedelta(milliseconds=value)
-    except OverflowError:
-        raise ValueError(f"{_shown(value)} is out of range for epoch milliseconds") from None
-
-
-def _to_bool(value: Any) -> bool:
-    if isinstance(value, bool):
-        return value
-    raise ValueError(f"{_shown(value)} is not a boolean")
-
-
-def _shown(value: Any) -> str:
-    text = json.dumps(value, ensure_ascii=False) if not isinstance(value, str) else repr(value)
-    return text if len(text) <= 40 else text[:37] + "..."
-
-
-_INTEGER_TYPES = set(_INTEGER_RANGES)
-_FLOAT_TYPES = {"real", "double precision"}
-_TEXT_TYPES = {"character varying", "text", "character", "varchar", "char"}
-
-
-def _converter(column: Column) -> Callable[[Any], Any]:
-    kind = column.data_type.lower()
-    if kind in _TEXT_TYPES:
-        return _to_text(column.max_length)
-    if kind in _INTEGER_TYPES:
-        return _to_int(kind)
-    if kind in _FLOAT_TYPES:
-        return _to_float(kind)
-    if kind.startswith("timestamp"):
-        return _to_epoch_millis
-    if kind == "boolean":
-        return _to_bool
-    raise FormatError(f"column {column.name} has type {column.data_type}, which JSON staging doesn't support")
 
 
 class RecordParser:
@@ -228,7 +42,7 @@ class RecordParser:
 
     def __init__(self, columns: list[Column], json_format: str, jsonpaths: bytes | None = None):
         self.columns = columns
-        self._converters = [_converter(column) for column in columns]
+        self._converters = [converter(column) for column in columns]
         mode = json_format.strip().lower()
         if mode in ("auto", "auto ignorecase"):
             self._ignore_case = mode == "auto ignorecase"
@@ -295,7 +109,7 @@ class RecordParser:
         values = self._extract(record)
         row = []
         for column, convert, value in zip(self.columns, self._converters, values):
-            value = _blank_to_none(value)
+            value = blank_to_none(value)
             if value is None:
                 if not column.nullable:
                     raise RecordError("required value is missing or empty", column.name)
@@ -309,22 +123,12 @@ class RecordParser:
 
     def _extract(self, record: dict | list) -> list[Any]:
         if self._paths is not None:
-            return [_follow(record, path) for path in self._paths]
+            return [follow(record, path) for path in self._paths]
         if self._ignore_case:
             folded = {key.lower(): value for key, value in record.items()}
             return [folded.get(column.name.lower()) for column in self.columns]
         return [record.get(column.name) for column in self.columns]
 
-
-def _follow(record: Any, path: tuple[str | int, ...]) -> Any:
-    for key in path:
-        if isinstance(key, int):
-            record = record[key] if isinstance(record, list) and key < len(record) else None
-        else:
-            record = record.get(key) if isinstance(record, dict) else None
-        if record is None:
-            return None
-    return record
 
 
 def _is_utf8(data: bytes) -> bool:
@@ -350,7 +154,7 @@ def _compile_fast_path(columns: list[Column], paths: list[tuple] | None, ignore_
     """
     if ignore_case:
         return None
-    namespace: dict[str, Any] = {"_follow": _follow, "_EPOCH": EPOCH, "_timedelta": timedelta,
+    namespace: dict[str, Any] = {"_follow": follow, "_EPOCH": EPOCH, "_timedelta": timedelta,
                                  "_shapes": shapes, "_complete": complete}
     body = ["def _fast(record):", "    get = record.get", "    complete = True", "    try:"]
     # Per column, the common case is tested first: a value of the column's own JSON type.
@@ -360,18 +164,18 @@ def _compile_fast_path(columns: list[Column], paths: list[tuple] | None, ignore_
             body.append(f"        v = get({path[0]!r})")
         else:
             namespace[f"_path{index}"] = path
-            body.append(f"        v = _follow(record, _path{index})")
+            body.append(f"        v = follow(record, _path{index})")
         missing = f"c{index} = None; complete = False" if column.nullable else "return None"
         kind = column.data_type.lower()
-        if kind in _TEXT_TYPES:
+        if kind in TEXT_TYPES:
             limit = column.max_length
             # Within the limit in bytes: ASCII (one byte a character, which isascii() knows
             # without a scan) or checked by encoding; longer strings take the general rule.
             fits = f"len(v) <= {limit} and (v.isascii() or len(v.encode()) <= {limit})" if limit else "True"
             body.append(f"        if v.__class__ is str and v.strip() and {fits}: c{index} = v")
             body.append(f"        elif v is None or (v.__class__ is str and not v.strip()): {missing}")  # missing or blank
-        elif kind in _INTEGER_TYPES:
-            low, high = _INTEGER_RANGES[kind]
+        elif kind in INTEGER_TYPES:
+            low, high = INTEGER_RANGES[kind]
             body.append(f"        if v.__class__ is int and {low} <= v <= {high}: c{index} = v")
             body.append(f"        elif v is None: {missing}")
             body.append(f"        elif v.__class__ is str and v.isascii() and v.isdigit() and (n := int(v)) <= {high}: "
@@ -401,3 +205,4 @@ def _compile_fast_path(columns: list[Column], paths: list[tuple] | None, ignore_
     body.append(f"    return ({''.join(f'c{i}, ' for i in range(len(columns)))})")
     exec("\n".join(body), namespace)
     return namespace["_fast"]
+

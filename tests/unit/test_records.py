@@ -7,7 +7,8 @@ from datetime import datetime
 
 import pytest
 
-from sparkify.records import Column, FormatError, RecordError, RecordParser, check_jsonpaths, parse_jsonpaths
+from sparkify.jsonpaths import check_jsonpaths, parse_jsonpaths
+from sparkify.records import Column, FormatError, RecordError, RecordParser
 
 COLUMNS = [
     Column("artist", "character varying", 8),
