@@ -85,7 +85,7 @@ with DAG(
         record_hours_sql="load/loaded_hours.sql",
         window_start=WINDOW_START,
         window_end=WINDOW_END,
-        redshift_conn_id=WAREHOUSE_CONN_ID,
+        conn_id=WAREHOUSE_CONN_ID,
         outlets=[star_assets()["songplays"]],
         doc_md=task_doc("load_songplays_fact"),
     )
@@ -94,7 +94,7 @@ with DAG(
         sql={table: f"load/{table}.sql" for table in DIMENSION_TABLES},
         window_start=WINDOW_START,
         window_end=WINDOW_END,
-        redshift_conn_id=WAREHOUSE_CONN_ID,
+        conn_id=WAREHOUSE_CONN_ID,
         outlets=[star_assets()[table] for table in DIMENSION_TABLES],
         doc_md=task_doc("load_dimensions"),
     )

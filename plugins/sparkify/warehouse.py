@@ -104,8 +104,6 @@ class DialectContextMixin:
     """Adds ``dialect`` ('postgres' or 'redshift', from the connection type) to an operator's
     template context, so SQL files express dialect differences in Jinja rather than in Python."""
 
-    warehouse_conn_attr = "conn_id"
-
     def render_template_fields(self, context: Any, jinja_env: Any = None) -> None:
-        context["dialect"] = Warehouse(getattr(self, self.warehouse_conn_attr)).dialect
+        context["dialect"] = Warehouse(self.conn_id).dialect
         super().render_template_fields(context, jinja_env)  # type: ignore[misc]

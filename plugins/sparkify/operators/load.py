@@ -25,7 +25,6 @@ class _WindowLoadOperator(DialectContextMixin, BaseOperator):
     template_fields: Sequence[str] = ("sql", "window_start", "window_end")
     template_ext: Sequence[str] = (".sql",)
     template_fields_renderers = {"sql": "sql"}
-    warehouse_conn_attr = "redshift_conn_id"
 
     def __init__(
         self,
@@ -34,7 +33,7 @@ class _WindowLoadOperator(DialectContextMixin, BaseOperator):
         sql: str,
         window_start: str,
         window_end: str,
-        redshift_conn_id: str = "redshift_default",
+        conn_id: str = "redshift_default",
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -42,11 +41,11 @@ class _WindowLoadOperator(DialectContextMixin, BaseOperator):
         self.sql = sql
         self.window_start = window_start
         self.window_end = window_end
-        self.redshift_conn_id = redshift_conn_id
+        self.conn_id = conn_id
 
     @cached_property
     def warehouse(self) -> Warehouse:
-        return Warehouse(self.redshift_conn_id)
+        return Warehouse(self.conn_id)
 
     def _window_parameters(self, context: Context) -> dict[str, Any]:
         # WindowError is an AirflowFailException: a bad window fails the task without retries.
