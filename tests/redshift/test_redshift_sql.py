@@ -60,7 +60,7 @@ from support import fake_redshift, render
 from support.fake_redshift import run_on_fake_redshift
 from support.render import GOLDEN_DIR, SQL_DIR, bind, bind_samples, check_queries, render_all
 from sparkify.catalog import CREATE_ORDER
-from sparkify.schema import ddl_version, ensure_tables
+from sparkify.schema import DDL_TEMPLATES, ddl_version, ensure_tables
 from sparkify.warehouse import UnsupportedWarehouse, Warehouse, split_statements
 
 UPDATE_GOLDEN = os.environ.get("UPDATE_GOLDEN") == "1"
@@ -525,6 +525,15 @@ def first_run_schema_statements() -> list[str]:
     ]
 
 
+def template_source(template: str) -> str:
+    """The text of an include/sql template, as sparkify.schema.ddl_version hashes it."""
+    return (SQL_DIR / template).read_text()
+
+
+def current_version() -> str:
+    return ddl_version("redshift", template_source)
+
+
 @pytest.fixture
 def fake_schema_warehouse():
     """The schema task's warehouse and ``_sql`` (the ``render`` it gives ensure_tables), on a
@@ -538,42 +547,79 @@ def fake_schema_warehouse():
 
 def test_ensure_tables_runs_the_ddl_once(fake_schema_warehouse):
     """On an empty warehouse ensure_tables sends every DDL statement and records the version of
-    the rendered DDL; the next call finds it current and sends no DDL."""
+    the DDL templates' text; the next call finds it current and sends no DDL."""
     warehouse, sql, capture = fake_schema_warehouse
-    ddl = [find_file(REDSHIFT_FILES, f"create/{table}.sql").sql for table in CREATE_ORDER]
 
-    assert ensure_tables(warehouse, sql, render.RUN_ID) is True
+    assert ensure_tables(warehouse, sql, template_source, render.RUN_ID) is True
     assert [e.statement for e in capture.executed] == first_run_schema_statements()
-    assert capture.schema_version == ddl_version(ddl)
+    assert capture.schema_version == current_version()
     record = capture.executed[-1].parameters
-    assert (record["version"], record["run_id"]) == (ddl_version(ddl), render.RUN_ID)
+    assert (record["version"], record["run_id"]) == (current_version(), render.RUN_ID)
     assert capture.commits == 2 and capture.rollbacks == 0
     assert {e.via for e in capture.executed} == {"transaction"}
 
     del capture.executed[:]
-    assert ensure_tables(warehouse, sql, render.RUN_ID) is False
+    assert ensure_tables(warehouse, sql, template_source, render.RUN_ID) is False
     assert [e.statement for e in capture.executed] == [
         find_file(REDSHIFT_FILES, "schema/schema_version_exists.sql").sql,
         find_file(REDSHIFT_FILES, "schema/schema_version_current.sql").sql,
     ]
-    assert capture.executed[-1].parameters == {"version": ddl_version(ddl)}
+    assert capture.executed[-1].parameters == {"version": current_version()}
 
 
 def test_ensure_tables_runs_the_ddl_again_when_it_changed(fake_schema_warehouse):
-    """A recorded version of other DDL (a table added since) gets every statement again."""
+    """A recorded version of other DDL (a table added since) gets every statement again; so does
+    a change to the text of any DDL template, after which that text's version is current."""
     warehouse, sql, capture = fake_schema_warehouse
     capture.schema_version = "the version of older DDL"
-    assert ensure_tables(warehouse, sql, render.RUN_ID) is True
+    assert ensure_tables(warehouse, sql, template_source, render.RUN_ID) is True
     sent = [e.statement for e in capture.executed]
     assert sent[:2] == [find_file(REDSHIFT_FILES, "schema/schema_version_exists.sql").sql,
                         find_file(REDSHIFT_FILES, "schema/schema_version_current.sql").sql]
     assert sent[2:] == first_run_schema_statements()[1:]
-    assert capture.schema_version == ddl_version([find_file(REDSHIFT_FILES, f"create/{t}.sql").sql for t in CREATE_ORDER])
+    assert capture.schema_version == current_version()
+
+    def edited(template: str) -> str:  # a comment added to the songs DDL
+        return template_source(template) + ("-- changed\n" if template == "create/songs.sql" else "")
+
+    del capture.executed[:]
+    assert ensure_tables(warehouse, sql, edited, render.RUN_ID) is True
+    assert [e.statement for e in capture.executed][2:] == first_run_schema_statements()[1:]
+    assert capture.schema_version == ddl_version("redshift", edited) != current_version()
+    assert ensure_tables(warehouse, sql, edited, render.RUN_ID) is False
+
+
+def test_ddl_version_covers_every_template_the_ddl_renders_from():
+    """The version changes with the text of each DDL template and with the dialect; and every
+    template the DDL imports is among DDL_TEMPLATES (a macro change would go unseen otherwise)."""
+    import jinja2
+    from jinja2 import meta
+
+    for template in DDL_TEMPLATES:
+        changed = ddl_version("redshift", lambda t, template=template: template_source(t) + ("\n" if t == template else ""))
+        assert changed != current_version(), template
+    assert ddl_version("postgres", template_source) != current_version()
+
+    env = jinja2.Environment()
+    referenced, pending = set(), [f"create/{table}.sql" for table in CREATE_ORDER]
+    while pending:
+        template = pending.pop()
+        if template not in referenced:
+            referenced.add(template)
+            pending.extend(meta.find_referenced_templates(env.parse(template_source(template))))
+    assert referenced <= set(DDL_TEMPLATES)
+
+
+@pytest.mark.parametrize("task_id", [t for t in render.staging_tasks() if render.etl_dag().get_task(t).create_tables])
+def test_staging_records_the_version_of_the_ddl_templates(captures, task_id):
+    """A staging task that creates the tables records the version of include/sql's DDL templates,
+    read through its own template loader: every such task then finds the others' version current."""
+    assert captures[task_id].schema_version == current_version()
 
 
 def test_staging_tasks_render_the_same_ddl():
-    """Every task that runs ensure_tables must hash the same DDL, or each would find the
-    other's version stale and run the DDL again on every run."""
+    """Every task that runs ensure_tables must render the same DDL: they record the same version
+    (of the templates' text), so the first to run creates the tables for all of them."""
     tasks = [task_id for task_id in render.staging_tasks() if render.etl_dag().get_task(task_id).create_tables]
     assert tasks
     renders = set()
