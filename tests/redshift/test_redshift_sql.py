@@ -3,7 +3,8 @@
 Every SQL file every task issues is rendered through the DAG's real operators (``support/render.py``):
 the DDL and schema_version SQL the staging tasks run (``sparkify.schema.ensure_tables``), the
 staging templates with the COPY script as ``StageToRedshiftOperator._copy_from_s3`` renders it,
-the fact and dimension loads in both dimension modes, and the quality checks' query per table.
+the fact and dimension loads in both dimension modes, the quality checks' query per table, and
+the anomaly checks' metrics query (``sparkify.anomalies``).
 Each statement is split with ``sparkify.warehouse.split_statements``, its ``%(name)s`` bind
 parameters are replaced by literals, and it is parsed with ``sqlglot.parse_one(..., read="redshift")``.
 
@@ -11,17 +12,21 @@ Tasks are also run (``execute``) against a stand-in for the ``redshift_connector
 and for S3 (``support.fake_redshift.run_on_fake_redshift``), to check that what they send is what was
 rendered, that every ``%(name)s`` they send has a value, that ``redshift_connector``'s own
 paramstyle conversion accepts it, and to parse what only exists at run time: the statements
-with their real bind values and the queries the quality checks send when a check fails.
+with their real bind values, the queries the quality checks send when a check fails and the
+anomaly checks' queries they send after them. A staging COPY that leaves a column NULL in every
+row (a vanished JSON key) fails the task as schema drift.
 ``test_driver_accepts_every_bind_parameter`` checks that every query, including the staging
 operator's look-ups, binds its ``%(name)s`` values through a cursor set to that style.
 ``ensure_tables`` is driven on its own too, over the stand-in's recorded schema_version: the DDL
-runs on an empty warehouse and after the DDL changed, and not while the recorded version is current.
+runs on an empty warehouse and after the DDL templates' text changed, and not while the recorded
+version is current.
 
 Golden files
 ------------
 ``tests/redshift/golden/<name>.sql`` pin the rendered Redshift SQL of the COPY scripts (both
-staging tables), the users/songs/artists loads in both modes, the songplays, loaded_hours and
-time loads, and every create/ DDL and schema/ file. ``test_golden`` compares byte for byte.
+staging tables) and Redshift's account of them, the users/songs/artists loads in both modes, the
+songplays, loaded_hours and time loads, every create/ DDL and schema/ file, and the anomaly
+checks' metrics query. ``test_golden`` compares byte for byte.
 After an intended change to a template or an operator, rewrite them and review the diff::
 
     UPDATE_GOLDEN=1 .venv/bin/python -m pytest tests/redshift -q
@@ -49,7 +54,7 @@ from __future__ import annotations
 import json
 import os
 import re
-from datetime import datetime
+from datetime import datetime, timedelta
 
 import pytest
 import sqlglot
@@ -60,7 +65,7 @@ from support import fake_redshift, render
 from support.fake_redshift import run_on_fake_redshift
 from support.render import GOLDEN_DIR, SQL_DIR, bind, bind_samples, check_queries, render_all
 from sparkify.catalog import CREATE_ORDER
-from sparkify.schema import ddl_version, ensure_tables
+from sparkify.schema import DDL_TEMPLATES, ddl_version, ensure_tables
 from sparkify.warehouse import UnsupportedWarehouse, Warehouse, split_statements
 
 UPDATE_GOLDEN = os.environ.get("UPDATE_GOLDEN") == "1"
@@ -82,6 +87,8 @@ POSTGRES_PATH_TEMPLATES = {
     "stage/stage_rejects.sql",
     "stage/stage_rejects_delete.sql",
     "stage/stage_load_ledger_delete.sql",
+    "stage/stage_key_presence.sql",
+    "stage/stage_key_presence_delete.sql",
 }
 # Sent on both paths, but only when a staged object is no longer listed; the stand-in's
 # objects are all there.
@@ -90,7 +97,8 @@ WHEN_OBJECTS_ARE_MISSING = {"stage/stage_missing_objects.sql"}
 MACRO_FILES = {"macros.sql", "load_history.sql"}
 # include/sql folders of other DAGs (sparkify_analytics), not sent by sparkify_etl.
 OTHER_DAGS_TEMPLATES = ("analytics/",)
-# Included by the quality checks' SQL (generated per table), not issued as files of their own.
+# Included by the quality checks' SQL (generated per table), not issued as files of their own
+# (but for render.ANOMALY_TEMPLATE, the anomaly checks' query).
 CHECK_TEMPLATES = ("checks/",)
 
 # Renders the pinned goldens must include (the brief: COPY, dimensions in both modes,
@@ -109,6 +117,7 @@ EXPECTED_DISTRIBUTION = {
     "staging_songs": ("ALL", None, []),
     "stage_load_ledger": ("ALL", None, []),
     "stage_rejects": ("ALL", None, []),
+    "stage_key_presence": ("ALL", None, []),
     "loaded_hours": ("ALL", None, ["hour_start"]),
     "songplays": ("KEY", "user_id", ["start_time"]),
     "users": ("ALL", None, ["user_id"]),
@@ -186,6 +195,8 @@ def test_every_sql_template_is_rendered():
         for path in (p.relative_to(SQL_DIR).as_posix() for p in SQL_DIR.rglob("*.sql"))
         if path not in MACRO_FILES and not path.startswith(OTHER_DAGS_TEMPLATES + CHECK_TEMPLATES)
     }
+    # checks/ files issued as queries of their own (the anomaly checks') are rendered too.
+    templates |= {render.ANOMALY_TEMPLATE}
     assert templates == {f.template for f in REDSHIFT_FILES if f.template}
 
 
@@ -451,6 +462,7 @@ def test_redshift_rendering_has_no_postgres_only_sql():
 
 RUNS = {
     **{task_id: {} for task_id in render.check_tasks()},
+    **{f"{task_id}[passing]": {"checks_pass": True} for task_id in render.check_tasks()},
     "stage_events": {},
     "stage_songs": {},
     "stage_events[serverless]": {"serverless": True},
@@ -488,26 +500,54 @@ def test_sent_statements_parse(captures):
             assert not re.search(pattern, code_only(executed.statement), re.I), (run, keyword, executed.statement)
 
 
+def anomaly_statements() -> list[str]:
+    """What the anomaly checks send: the staged table's columns (stage/columns.sql, as the staging
+    task of that table renders it), then the two statements of the metrics query."""
+    from sparkify.anomalies import STAGED_TABLE
+
+    stage_task = next(task_id for task_id in render.staging_tasks()
+                      if render.etl_dag().get_task(task_id).table == STAGED_TABLE)
+    return [find_file(REDSHIFT_FILES, f"stage/columns.sql [{stage_task}]").sql,
+            *split_statements(find_file(REDSHIFT_FILES, render.ANOMALY_TEMPLATE).sql)]
+
+
 @pytest.mark.parametrize("task_id", render.check_tasks())
 def test_quality_checks_send_the_rendered_queries(captures, task_id):
     """The check task sends each table's rendered query (the one check_queries builds, so what
     the tests parse is what runs); given failing results it then sends one offending-rows
-    query per failing check (all parsed by test_sent_statements_parse) and fails naming them all."""
+    query per failing check (all parsed by test_sent_statements_parse), then the anomaly checks'
+    queries if it runs them, and fails naming every failing check."""
     from sparkify.operators.quality import SAMPLE_ROWS
 
     capture = captures[task_id]
     queries = check_queries(render.rendered_task(task_id, "redshift"))
-    assert [f.sql for f in REDSHIFT_FILES if f.task_id == task_id] == [query for query, _ in queries.values()]
+    assert [f.sql for f in REDSHIFT_FILES if f.task_id == task_id and f.template is None] == [
+        query for query, _ in queries.values()]
     expected = [
         statement
         for query, checks in queries.values()
         for statement in (query, *(f"{check.offending} LIMIT {SAMPLE_ROWS}" for check in checks))
     ]
-    assert [e.statement for e in capture.executed] == expected
+    checks_sent, anomalies_sent = capture.executed[:len(expected)], capture.executed[len(expected):]
+    assert [e.statement for e in checks_sent] == expected
+    assert {e.via for e in checks_sent} == {"hook"}
+    assert not any(e.parameters for e in checks_sent)
+    # Failing table checks don't stop the anomaly checks: their report joins the failure.
+    assert [e.statement for e in anomalies_sent] == (anomaly_statements() if task_id in render.anomaly_tasks() else [])
     assert capture.error is not None, "every check was made to fail, the task should have failed"
     assert str(capture.error).count("FAILED ") == sum(len(checks) for _, checks in queries.values())
-    assert {e.via for e in capture.executed} == {"hook"}
-    assert not any(e.parameters for e in capture.executed)
+
+
+@pytest.mark.parametrize("task_id", render.check_tasks())
+def test_quality_checks_pass_on_passing_results(captures, task_id):
+    """Given passing results the task sends each table's query and no offending-rows query, then
+    the anomaly checks' queries, and returns its counts."""
+    capture = captures[f"{task_id}[passing]"]
+    queries = check_queries(render.rendered_task(task_id, "redshift"))
+    anomalies = anomaly_statements() if task_id in render.anomaly_tasks() else []
+    assert [e.statement for e in capture.executed] == [query for query, _ in queries.values()] + anomalies
+    assert capture.error is None
+    assert capture.result["checks"] == sum(len(checks) for _, checks in queries.values())
 
 
 # --------------------------------------------------------------------------- the warehouse's tables
@@ -525,6 +565,15 @@ def first_run_schema_statements() -> list[str]:
     ]
 
 
+def template_source(template: str) -> str:
+    """The text of an include/sql template, as sparkify.schema.ddl_version hashes it."""
+    return (SQL_DIR / template).read_text()
+
+
+def current_version() -> str:
+    return ddl_version("redshift", template_source)
+
+
 @pytest.fixture
 def fake_schema_warehouse():
     """The schema task's warehouse and ``_sql`` (the ``render`` it gives ensure_tables), on a
@@ -538,42 +587,79 @@ def fake_schema_warehouse():
 
 def test_ensure_tables_runs_the_ddl_once(fake_schema_warehouse):
     """On an empty warehouse ensure_tables sends every DDL statement and records the version of
-    the rendered DDL; the next call finds it current and sends no DDL."""
+    the DDL templates' text; the next call finds it current and sends no DDL."""
     warehouse, sql, capture = fake_schema_warehouse
-    ddl = [find_file(REDSHIFT_FILES, f"create/{table}.sql").sql for table in CREATE_ORDER]
 
-    assert ensure_tables(warehouse, sql, render.RUN_ID) is True
+    assert ensure_tables(warehouse, sql, template_source, render.RUN_ID) is True
     assert [e.statement for e in capture.executed] == first_run_schema_statements()
-    assert capture.schema_version == ddl_version(ddl)
+    assert capture.schema_version == current_version()
     record = capture.executed[-1].parameters
-    assert (record["version"], record["run_id"]) == (ddl_version(ddl), render.RUN_ID)
+    assert (record["version"], record["run_id"]) == (current_version(), render.RUN_ID)
     assert capture.commits == 2 and capture.rollbacks == 0
     assert {e.via for e in capture.executed} == {"transaction"}
 
     del capture.executed[:]
-    assert ensure_tables(warehouse, sql, render.RUN_ID) is False
+    assert ensure_tables(warehouse, sql, template_source, render.RUN_ID) is False
     assert [e.statement for e in capture.executed] == [
         find_file(REDSHIFT_FILES, "schema/schema_version_exists.sql").sql,
         find_file(REDSHIFT_FILES, "schema/schema_version_current.sql").sql,
     ]
-    assert capture.executed[-1].parameters == {"version": ddl_version(ddl)}
+    assert capture.executed[-1].parameters == {"version": current_version()}
 
 
 def test_ensure_tables_runs_the_ddl_again_when_it_changed(fake_schema_warehouse):
-    """A recorded version of other DDL (a table added since) gets every statement again."""
+    """A recorded version of other DDL (a table added since) gets every statement again; so does
+    a change to the text of any DDL template, after which that text's version is current."""
     warehouse, sql, capture = fake_schema_warehouse
     capture.schema_version = "the version of older DDL"
-    assert ensure_tables(warehouse, sql, render.RUN_ID) is True
+    assert ensure_tables(warehouse, sql, template_source, render.RUN_ID) is True
     sent = [e.statement for e in capture.executed]
     assert sent[:2] == [find_file(REDSHIFT_FILES, "schema/schema_version_exists.sql").sql,
                         find_file(REDSHIFT_FILES, "schema/schema_version_current.sql").sql]
     assert sent[2:] == first_run_schema_statements()[1:]
-    assert capture.schema_version == ddl_version([find_file(REDSHIFT_FILES, f"create/{t}.sql").sql for t in CREATE_ORDER])
+    assert capture.schema_version == current_version()
+
+    def edited(template: str) -> str:  # a comment added to the songs DDL
+        return template_source(template) + ("-- changed\n" if template == "create/songs.sql" else "")
+
+    del capture.executed[:]
+    assert ensure_tables(warehouse, sql, edited, render.RUN_ID) is True
+    assert [e.statement for e in capture.executed][2:] == first_run_schema_statements()[1:]
+    assert capture.schema_version == ddl_version("redshift", edited) != current_version()
+    assert ensure_tables(warehouse, sql, edited, render.RUN_ID) is False
+
+
+def test_ddl_version_covers_every_template_the_ddl_renders_from():
+    """The version changes with the text of each DDL template and with the dialect; and every
+    template the DDL imports is among DDL_TEMPLATES (a macro change would go unseen otherwise)."""
+    import jinja2
+    from jinja2 import meta
+
+    for template in DDL_TEMPLATES:
+        changed = ddl_version("redshift", lambda t, template=template: template_source(t) + ("\n" if t == template else ""))
+        assert changed != current_version(), template
+    assert ddl_version("postgres", template_source) != current_version()
+
+    env = jinja2.Environment()
+    referenced, pending = set(), [f"create/{table}.sql" for table in CREATE_ORDER]
+    while pending:
+        template = pending.pop()
+        if template not in referenced:
+            referenced.add(template)
+            pending.extend(meta.find_referenced_templates(env.parse(template_source(template))))
+    assert referenced <= set(DDL_TEMPLATES)
+
+
+@pytest.mark.parametrize("task_id", [t for t in render.staging_tasks() if render.etl_dag().get_task(t).create_tables])
+def test_staging_records_the_version_of_the_ddl_templates(captures, task_id):
+    """A staging task that creates the tables records the version of include/sql's DDL templates,
+    read through its own template loader: every such task then finds the others' version current."""
+    assert captures[task_id].schema_version == current_version()
 
 
 def test_staging_tasks_render_the_same_ddl():
-    """Every task that runs ensure_tables must hash the same DDL, or each would find the
-    other's version stale and run the DDL again on every run."""
+    """Every task that runs ensure_tables must render the same DDL: they record the same version
+    (of the templates' text), so the first to run creates the tables for all of them."""
     tasks = [task_id for task_id in render.staging_tasks() if render.etl_dag().get_task(task_id).create_tables]
     assert tasks
     renders = set()
@@ -837,3 +923,51 @@ def test_documented_serverless_connection_reads_the_sys_views(monkeypatch):
     monkeypatch.setenv(render.WAREHOUSE_CONN_ENV, json.dumps(serverless))  # rendered_task restored the env
     assert task.warehouse.dialect == "redshift" and task.warehouse.serverless
     assert task._sql("stage/copy_load_errors.sql") == GOLDENS["copy_load_errors_serverless"]
+
+
+# --------------------------------------------------------------------------- schema drift, anomaly checks
+
+
+def test_stage_fails_when_a_column_is_null_in_every_copied_row():
+    """Redshift's COPY loads NULL for a vanished key: a column NULL in every row the COPY loaded
+    fails the task, naming the file and the column, before the rows reach staging (rolled back)."""
+    from sparkify.operators.stage import SchemaDrift
+
+    capture = run_on_fake_redshift("stage_events", null_column="userid")
+    assert isinstance(capture.error, SchemaDrift)
+    message = str(capture.error)
+    assert f"s3://udacity-dend/{render.EVENT_KEY}" in message and "column userid is NULL in all" in message
+    sent = [fake_redshift._first_word(e.statement) for e in capture.executed]
+    # The column counts were asked right after the COPY; nothing moved from the temp table into staging.
+    copy = sent.index("COPY")
+    counts = find_file(REDSHIFT_FILES, "stage/copy_column_counts.sql [stage_events]").sql
+    assert capture.executed[copy + 1].statement == counts
+    assert "INSERT" not in sent[copy:]
+    assert capture.rollbacks == 1  # the COPY's transaction (the look-ups before it commit)
+
+    # A key allowed to be absent stages.
+    allowed = run_on_fake_redshift("stage_events", null_column="userid", allow_absent_keys=["userId"])
+    assert allowed.error is None and allowed.commits >= 1 and allowed.result["rows_staged"] > 0
+
+
+@pytest.mark.parametrize("task_id", render.anomaly_tasks())
+def test_anomaly_checks_send_the_rendered_metrics_query(captures, task_id):
+    """After the table checks (failing or not) the task reads the staged table's columns and sends
+    the pinned metrics query, binding the window and the baseline's start; on the stand-in's empty
+    window every metric passes unjudged."""
+    from sparkify.anomalies import FIXED_METRICS, STAGED_TABLE
+
+    expected = anomaly_statements()
+    baseline_days = render.etl_dag().params["anomaly_baseline_days"]
+    window = {"window_start": render.WINDOW_START, "window_end": render.WINDOW_END}
+    for run in (task_id, f"{task_id}[passing]"):
+        sent = captures[run].executed[-len(expected):]
+        assert [e.statement for e in sent] == expected
+        columns, *metrics = sent
+        assert columns.parameters == {"table": STAGED_TABLE}
+        for executed in metrics:
+            assert executed.parameters == {**window, "baseline_start": render.WINDOW_START - timedelta(days=baseline_days)}
+            parse_redshift(bind(executed.statement, executed.parameters))
+        assert {e.via for e in sent} == {"transaction"} and {e.paramstyle for e in sent} == {"pyformat"}
+    anomalies = captures[f"{task_id}[passing]"].result["anomalies"]
+    assert anomalies == {"metrics": len(FIXED_METRICS) + len(render.staging_columns(STAGED_TABLE)), "judged": 0}

@@ -5,14 +5,16 @@ and runs its ``execute`` against a stand-in for the ``redshift_connector`` DB-AP
 for S3), recording every statement, its bind parameters and the cursor's paramstyle. Bind
 parameters go through ``redshift_connector``'s own paramstyle conversion, so a placeholder the
 driver would reject is recorded as an error. The stand-in answers the few queries the tasks read
-back (the staging table's columns, Redshift's account of a COPY) from the constants below, and
-keeps the DDL version ``sparkify.schema.ensure_tables`` records (``Capture.schema_version``).
+back (the staging table's columns, Redshift's account of a COPY and of the copied rows' columns)
+from the constants below, and keeps the DDL version ``sparkify.schema.ensure_tables`` records
+(``Capture.schema_version``). The anomaly checks' metrics queries get no rows (an empty window).
 """
 
 from __future__ import annotations
 
 import io
 import json
+import re
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from types import SimpleNamespace
@@ -53,6 +55,7 @@ class Capture:
     error: BaseException | None = None  # what execute() raised (expected for failing checks)
     answer: Callable[[str, Any], list[tuple]] | None = None  # query results; None: _answer's
     copy_fails: bool = False  # the COPY raises, as Redshift's does past MAXERROR
+    null_column: str | None = None  # after the COPY, this column holds no value in any row (a vanished key)
     lineage: Any = None  # the task's OpenLineage facets after execute (run_on_fake_redshift(lineage=True))
     # The version in the stand-in's schema_version, set by the INSERT ensure_tables sends;
     # None: no schema_version table yet (an empty warehouse).
@@ -121,7 +124,9 @@ def _answer(operation: str, args: Any, capture: Capture) -> list[tuple]:
     """Query results: schema/schema_version_*.sql from ``Capture.schema_version`` (which
     schema/schema_version.sql's INSERT sets); the staging table's columns for stage/columns.sql;
     for the stage/copy_load_*.sql queries, Redshift's account (COPY_LINES_SCANNED,
-    COPY_LOAD_ERRORS) of the last COPY, which read the objects of the last manifest uploaded; else no rows."""
+    COPY_LOAD_ERRORS) of the last COPY, which read the objects of the last manifest uploaded; for
+    stage/copy_column_counts.sql, the rows that COPY loaded and a value in each of them in every
+    column but ``Capture.null_column``, which has none; else no rows."""
     from sparkify.warehouse import first_code_line
 
     if "table_name = 'schema_version'" in operation:
@@ -145,6 +150,10 @@ def _answer(operation: str, args: Any, capture: Capture) -> list[tuple]:
               if url.split("/", 3)[3] == key]
     if "pg_last_copy_count()" in operation:
         return [(sum(lines.values()) - len(errors),)]
+    if _first_word(operation) == "SELECT" and re.search(r"FROM \w+_new\s*$", operation):  # stage/copy_column_counts.sql
+        loaded = sum(lines.values()) - len(errors)
+        return [(loaded, *(0 if column == capture.null_column else loaded
+                           for column in re.findall(r"COUNT\((\w+)\)", operation)))]
     if "FROM stl_load_commits" in operation or "FROM sys_load_detail" in operation:
         return list(lines.items())
     if ("FROM stl_load_errors" in operation or "FROM sys_load_error_detail" in operation) and _first_word(operation) == "SELECT":
@@ -212,14 +221,15 @@ def _event_jsonpaths() -> bytes:
     return _jsonpaths().encode()
 
 
-def _failing_check_answer(task) -> Callable[[str, Any], list[tuple]]:
-    """Results that fail every check of a QualityChecksOperator (each actual 1, each expected 0)
-    for the queries ``check_queries`` renders, so that it also sends its failure queries (samples
-    of offending rows); a query it doesn't render gets no row, and the task errors."""
-    rows = {query: [(1, 0) * len(checks)] for query, checks in check_queries(task).values()}
+def _check_answer(task, capture: Capture, checks_pass: bool) -> Callable[[str, Any], list[tuple]]:
+    """Results for a QualityChecksOperator's table queries (those ``check_queries`` renders): by
+    default each check fails (actual 1, expected 0), so that it also sends its failure queries
+    (samples of offending rows); with ``checks_pass`` each passes (0, 0). Every other query (the
+    offending rows, the anomaly checks' look-up and metrics) gets ``_answer``'s."""
+    rows = {query: [(0 if checks_pass else 1, 0) * len(checks)] for query, checks in check_queries(task).values()}
 
     def answer(operation: str, args: Any) -> list[tuple]:
-        return rows.get(operation, [])
+        return rows[operation] if operation in rows else _answer(operation, args, capture)
 
     return answer
 
@@ -251,51 +261,47 @@ def use_fake_redshift(warehouse: Any, capture: Capture) -> None:
 
 
 def run_on_fake_redshift(task_id: str, copy_fails: bool = False, serverless: bool = False, iam_role: bool = True,
-                         lineage: bool = False, **params: Any) -> Capture:
+                         lineage: bool = False, null_column: str | None = None, checks_pass: bool = False,
+                         **params: Any) -> Capture:
     """Render a task for a Redshift connection and run its ``execute`` against stand-ins
     for the Redshift DB-API connection and S3; return what it sent.
 
     The warehouse starts empty (no schema_version): staging tasks create the tables first.
     Quality-check tasks are given results that fail every check: their ``execute`` raises (kept
-    in ``Capture.error``) after sending each table's check query and its failure queries. With
-    ``copy_fails`` a staging task's COPY raises, as past MAXERROR, and what the task raised is
+    in ``Capture.error``) after sending each table's check query and its failure queries, then
+    the anomaly checks' queries; with ``checks_pass`` every check passes instead. With
+    ``copy_fails`` a staging task's COPY raises, as past MAXERROR, and with ``null_column`` the
+    COPY leaves that column NULL in every row (schema drift); what the task raised is
     kept in ``Capture.error`` too. With ``serverless`` the warehouse connection is a Redshift
     Serverless workgroup. Without ``iam_role`` the staging COPY's credentials come from the task's
     real AWS connection (the amazon provider's S3Hook reading it), e.g. access keys, instead of
     the stand-in's role. With ``lineage`` the task's OpenLineage facets are then built
     (``Capture.lineage``), as the provider's listener would after the task."""
     from sparkify.operators import StageToRedshiftOperator
-    from sparkify.operators.load import _WindowLoadOperator
 
-    capture = Capture(copy_fails=copy_fails)
+    capture = Capture(copy_fails=copy_fails, null_column=null_column)
     is_check = task_id in check_tasks()
     context = task_context(**params)
     with warehouse_connection("redshift-serverless" if serverless else "redshift"):
         task = rendered_task(task_id, "redshift", context=context)
-        if isinstance(task, (StageToRedshiftOperator, _WindowLoadOperator)):
-            use_fake_redshift(task.warehouse, capture)
-            if isinstance(task, StageToRedshiftOperator):
-                task.__dict__["s3"] = _FakeS3(capture)
-                if not iam_role:
-                    from airflow.providers.amazon.aws.hooks.s3 import S3Hook
+        # Every task reaches the warehouse through its Warehouse; the quality checks' DbApiHook
+        # (get_first, get_records) is the Warehouse's hook too.
+        use_fake_redshift(task.warehouse, capture)
+        if isinstance(task, StageToRedshiftOperator):
+            task.__dict__["s3"] = _FakeS3(capture)
+            if not iam_role:
+                from airflow.providers.amazon.aws.hooks.s3 import S3Hook
 
-                    real = S3Hook(aws_conn_id=task.aws_conn_id)
-                    task.s3.conn_config, task.s3.get_credentials = real.conn_config, real.get_credentials
-        else:  # the quality checks: their DbApiHook's get_first / get_records
-            hook = task.get_db_hook()
-
-            def get_conn():
-                return _FakeConnection(capture, "hook")
-
-            hook.get_conn = get_conn
-            task.get_db_hook = lambda: hook
-            capture.answer = _failing_check_answer(task)
+                real = S3Hook(aws_conn_id=task.aws_conn_id)
+                task.s3.conn_config, task.s3.get_credentials = real.conn_config, real.get_credentials
+        if is_check:
+            capture.answer = _check_answer(task, capture, checks_pass)
         try:
             capture.result = task.execute(context)
             if lineage:
                 capture.lineage = task.get_openlineage_facets_on_complete(None)
-        except Exception as err:  # kept in Capture.error: failing checks and COPYs raise on purpose
-            if not (is_check or copy_fails):
+        except Exception as err:  # kept in Capture.error: failing checks, COPYs and drift raise on purpose
+            if not ((is_check and not checks_pass) or copy_fails or null_column):
                 raise
             capture.error = err
     return capture

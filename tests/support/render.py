@@ -4,8 +4,9 @@ Everything here goes through the DAG's real operator objects (a ``DagBag`` of ``
 and their own Jinja environment, so the text is what the tasks would send:
 
 * ``render_all(dialect)``: every SQL file every task issues on ``'redshift'`` or
-  ``'postgres'`` (the dialect comes from the warehouse connection's type, which we set
-  through ``AIRFLOW_CONN_SPARKIFY_WAREHOUSE`` while rendering);
+  ``'postgres'``, the anomaly checks' metrics query included (the dialect comes from the
+  warehouse connection's type, which we set through ``AIRFLOW_CONN_SPARKIFY_WAREHOUSE`` while
+  rendering);
 * ``copy_from_s3_sql(task_id)``: the Redshift COPY script of a staging task, rendered
   with the same variables ``StageToRedshiftOperator._copy_from_s3`` passes;
 * ``bind`` / ``bind_samples``: a statement with its ``%(name)s`` parameters as literals, to parse it.
@@ -54,8 +55,14 @@ EVENT_KEY = "log_data/2018/11/2018-11-01-events.json"
 IAM_ROLE_ARN = "arn:aws:iam::123456789012:role/sparkify-redshift"
 CREDENTIALS = f"IAM_ROLE '{IAM_ROLE_ARN}'"
 
-# Stage templates only the Redshift path sends (the COPY and Redshift's account of it).
-REDSHIFT_PATH_TEMPLATES = ("stage/copy_from_s3.sql", "stage/copy_load_counts.sql", "stage/copy_load_errors.sql")
+# Stage templates only the Redshift path sends (the COPY, Redshift's account of it, and the
+# copied rows' non-null values per column that schema drift is judged on).
+REDSHIFT_PATH_TEMPLATES = ("stage/copy_from_s3.sql", "stage/copy_load_counts.sql", "stage/copy_load_errors.sql",
+                           "stage/copy_column_counts.sql")
+
+# The anomaly checks' metrics query (sparkify.anomalies), sent by the quality-check task that has
+# ``anomalies`` after its table checks; a checks/ file issued as a query of its own.
+ANOMALY_TEMPLATE = "checks/anomaly_metrics.sql"
 
 # Staging columns that are bookkeeping, not data: stage/columns.sql leaves them out,
 # so COPY never lists them.
@@ -151,6 +158,9 @@ def task_context(**params: Any) -> dict[str, Any]:
 def rendered_task(task_id: str, dialect: str, context: dict[str, Any] | None = None, **params: Any):
     """A copy of the DAG's task with its template fields rendered, as the task runner would."""
     task = copy.copy(etl_dag().get_task(task_id))
+    # Its own lists and dicts, as a task runner's fresh operator has: what execute appends to
+    # (QualityChecksOperator's check_results and sql) must not carry over from another run.
+    task.__dict__.update({key: copy.copy(value) for key, value in vars(task).items() if isinstance(value, (list, dict))})
     with warehouse_connection(dialect):
         task.render_template_fields(context if context is not None else task_context(**params))
     return task
@@ -172,6 +182,11 @@ def check_tasks() -> list[str]:
     from sparkify.operators import QualityChecksOperator
 
     return [t.task_id for t in etl_dag().tasks if isinstance(t, QualityChecksOperator)]
+
+
+def anomaly_tasks() -> list[str]:
+    """The quality-check tasks that also run the anomaly checks (their ``anomalies`` is set)."""
+    return [task_id for task_id in check_tasks() if etl_dag().get_task(task_id).anomalies]
 
 
 def schema_task() -> str:
@@ -347,6 +362,11 @@ def stage_sql(dialect: str) -> list[SqlFile]:
                 if template == "stage/copy_from_s3.sql":
                     sql = copy_from_s3_sql(task_id, serverless)
                     golden = f"copy_{task.table}{suffix}"
+                elif template == "stage/copy_column_counts.sql":
+                    # Lists the table's columns: one golden per table (serverless renders the same).
+                    sql = env.get_template(template).render(dialect=dialect, serverless=serverless, table=task.table,
+                                                            columns=columns)
+                    golden = None if serverless else f"{path.stem}_{task.table}"
                 elif template in REDSHIFT_PATH_TEMPLATES:
                     sql = env.get_template(template).render(dialect=dialect, serverless=serverless, table=task.table)
                     golden = path.stem + suffix  # the same for every table
@@ -384,9 +404,22 @@ def check_sql(dialect: str) -> list[SqlFile]:
     ]
 
 
+def anomaly_sql(dialect: str) -> list[SqlFile]:
+    """The anomaly checks' metrics query (golden ``checks_anomaly_metrics``), as
+    ``sparkify.anomalies`` renders it for the staged table's columns, per task that runs them."""
+    from sparkify.anomalies import STAGED_TABLE, render_metrics_sql
+
+    columns = [row[0] for row in staging_columns(STAGED_TABLE)]
+    return [
+        SqlFile(ANOMALY_TEMPLATE, task_id, ANOMALY_TEMPLATE, dialect, render_metrics_sql(dialect, columns),
+                golden="checks_anomaly_metrics")
+        for task_id in anomaly_tasks()
+    ]
+
+
 @lru_cache(maxsize=2)
 def _render_all(dialect: str) -> tuple[SqlFile, ...]:
-    return (*create_sql(dialect), *stage_sql(dialect), *load_sql(dialect), *check_sql(dialect))
+    return (*create_sql(dialect), *stage_sql(dialect), *load_sql(dialect), *check_sql(dialect), *anomaly_sql(dialect))
 
 
 def render_all(dialect: str) -> list[SqlFile]:
@@ -452,6 +485,7 @@ SAMPLE_BINDS: dict[str, Any] = {
     "field": "ts",
     "reason": "ts: 'x' is not epoch milliseconds",
     "raw_text": '{"ts": "x"}',
+    "baseline_start": datetime(2018, 10, 25, 0),
     "version": "0123456789abcdef0123456789abcdef",  # sparkify.schema.ddl_version's length
     "applied_at": WINDOW_END,
 }
