@@ -17,7 +17,7 @@ from airflow.sdk.exceptions import AirflowFailException
 
 from sparkify.buckets import require_bucket
 from sparkify.report import QueryResult, render_report
-from sparkify.warehouse import DialectContextMixin, Warehouse
+from sparkify.warehouse import DialectContextMixin, Warehouse, split_statements
 
 if TYPE_CHECKING:
     from airflow.providers.amazon.aws.hooks.s3 import S3Hook
@@ -43,11 +43,12 @@ class AnalyticsReportOperator(DialectContextMixin, BaseOperator):
     :param report_prefix: key prefix of this report, e.g. ``reports/2018-11-02/<run_id>``
         (templated; unsafe characters in each path segment become ``-``).
     :param title: heading of the HTML page.
+    :param snapshot_sql: the statement (template) that opens the queries' read-only snapshot.
     :param conn_id: the warehouse connection (postgres or redshift).
     :param aws_conn_id: the AWS connection the report is published with.
     """
 
-    template_fields: Sequence[str] = ("queries", "s3_bucket", "report_prefix", "title")
+    template_fields: Sequence[str] = ("queries", "snapshot_sql", "s3_bucket", "report_prefix", "title")
     template_ext: Sequence[str] = (".sql",)
     template_fields_renderers = {"queries": "json"}
     ui_color = "#B4A7D6"
@@ -59,6 +60,7 @@ class AnalyticsReportOperator(DialectContextMixin, BaseOperator):
         s3_bucket: str,
         report_prefix: str,
         title: str = "Sparkify analytics",
+        snapshot_sql: str = "analytics/report_snapshot.sql",
         conn_id: str = "redshift_default",
         aws_conn_id: str = "aws_default",
         **kwargs: Any,
@@ -70,6 +72,7 @@ class AnalyticsReportOperator(DialectContextMixin, BaseOperator):
         self.s3_bucket = s3_bucket
         self.report_prefix = report_prefix
         self.title = title
+        self.snapshot_sql = snapshot_sql
         self.conn_id = conn_id
         self.aws_conn_id = aws_conn_id
 
@@ -116,8 +119,8 @@ class AnalyticsReportOperator(DialectContextMixin, BaseOperator):
     def run_queries(self) -> list[QueryResult]:
         results = []
         with self.warehouse.transaction() as cursor:
-            if self.warehouse.dialect == "postgres":
-                cursor.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+            for statement in split_statements(self.snapshot_sql):
+                cursor.execute(statement)
             for name, sql in self.queries.items():
                 if not QUERY_NAME.fullmatch(name):
                     raise AirflowFailException(f"query name {name!r} must be lower-case letters, digits and _")
