@@ -9,7 +9,7 @@ from urllib.parse import quote
 
 import pytest
 
-from support.pipeline import run_window
+from support.pipeline import run_etl
 
 START, END = "2018-11-01T00:00:00Z", "2018-11-01T03:00:00Z"
 
@@ -18,7 +18,7 @@ START, END = "2018-11-01T00:00:00Z", "2018-11-01T03:00:00Z"
 def failed_run(airflow_db, slack_webhook, smtp_server, monkeypatch):
     """One run whose staging tasks fail: the bucket it is pointed at does not exist."""
     monkeypatch.setenv("AIRFLOW_VAR_SPARKIFY_BUCKET", "no-such-bucket")
-    dag_run = run_window(START, END)
+    dag_run = run_etl(START, END)
     assert dag_run.state == "failed"
     return dag_run
 

@@ -25,7 +25,7 @@ import pytest
 
 from support import REPO
 from support.model import expected_warehouse, read_events, read_songs
-from support.pipeline import etl_dag, project_dag, replace_bucket_contents, reset_warehouse, run_window, s3_client
+from support.pipeline import etl_dag, project_dag, replace_bucket_contents, reset_warehouse, run_etl, s3_client
 from scripts.sample_data import generate
 
 DAY1 = (datetime(2018, 11, 1), datetime(2018, 11, 2))
@@ -157,7 +157,7 @@ def test_report_on_an_empty_star_schema(dataset, airflow_db):
     """Before any plays are loaded (e.g. the first scheduled run was an empty hour) the report
     still publishes: empty tables, 24 zero hours and a chart that says so."""
     reset_warehouse(airflow_db)
-    assert run_window("2030-01-01T00:00:00Z", "2030-01-01T01:00:00Z").state == "success"
+    assert run_etl("2030-01-01T00:00:00Z", "2030-01-01T01:00:00Z").state == "success"
     assert run_analytics().state == "success"
     latest, tables = latest_report(airflow_db)
     assert tables["plays_by_hour"] == [{"hour": str(hour), "plays": "0", "listeners": "0"} for hour in range(24)]
@@ -170,7 +170,7 @@ def test_report_on_an_empty_star_schema(dataset, airflow_db):
 def test_report_matches_independent_model_and_follows_new_loads(dataset, model_inputs, airflow_db):
     stack = airflow_db
     reset_warehouse(stack)
-    assert run_window(*DAY1).state == "success"
+    assert run_etl(*DAY1).state == "success"
     assert run_analytics(top_n=TOP_N).state == "success"
     first, tables = latest_report(stack)
     assert first["bucket"] == stack.bucket
@@ -201,7 +201,7 @@ def test_report_matches_independent_model_and_follows_new_loads(dataset, model_i
     with psycopg.connect(stack.airflow_conninfo) as db:
         db.execute("DELETE FROM asset_dag_run_queue WHERE target_dag_id = 'sparkify_analytics'")
         db.commit()
-    assert run_window(*DAY2).state == "success"
+    assert run_etl(*DAY2).state == "success"
     with psycopg.connect(stack.airflow_conninfo) as db:
         queued = {row[0] for row in db.execute(
             "SELECT a.name FROM asset_dag_run_queue q JOIN asset a ON a.id = q.asset_id "

@@ -18,7 +18,7 @@ import pytest
 from airflow.sdk.exceptions import AirflowFailException
 
 from support.ports import free_port
-from support.pipeline import query, replace_bucket_contents, reset_warehouse, run_window, s3_client, stage_operator
+from support.pipeline import query, replace_bucket_contents, reset_warehouse, run_etl, s3_client, stage_operator
 from scripts.sample_data import generate
 
 EVENTS_KEY = "log_data/2018/11/2018-11-01-events.json"
@@ -84,7 +84,7 @@ def non_blank_lines(path: Path) -> int:
 
 
 def test_every_record_is_staged_or_rejected_with_its_line_and_reason(stack, bad_dataset):
-    assert run_window("2018-11-01T00:00:00Z", "2018-11-01T01:00:00Z").state == "success"
+    assert run_etl("2018-11-01T00:00:00Z", "2018-11-01T01:00:00Z").state == "success"
 
     staged = query(stack, "SELECT source_line FROM staging_events WHERE source_key = %s", (EVENTS_KEY,))
     staged_lines = {line for (line,) in staged}
@@ -128,7 +128,7 @@ def test_every_record_is_staged_or_rejected_with_its_line_and_reason(stack, bad_
 
 def test_rejects_beyond_max_errors_fail_naming_file_line_and_reason(stack):
     # Through Airflow: the run fails (and creates the tables on the way).
-    assert run_window("2018-11-01T00:00:00Z", "2018-11-01T01:00:00Z", max_errors=2).state == "failed"
+    assert run_etl("2018-11-01T00:00:00Z", "2018-11-01T01:00:00Z", max_errors=2).state == "failed"
     operator = stage_operator("stage_events", "2018-11-01T00:00:00Z", "2018-11-01T01:00:00Z", max_errors=2)
     with pytest.raises(AirflowFailException) as failure:
         operator.execute({"run_id": "max-errors-test"})
@@ -155,7 +155,7 @@ def test_rejects_beyond_max_errors_fail_naming_file_line_and_reason(stack):
 
 
 def test_configuration_problems_fail_without_retry(stack, airflow_db):
-    run_window("2030-01-01T00:00:00Z", "2030-01-01T01:00:00Z")  # creates the tables
+    run_etl("2030-01-01T00:00:00Z", "2030-01-01T01:00:00Z")  # creates the tables
     window = ("2018-11-01T00:00:00Z", "2018-11-01T01:00:00Z")
 
     with pytest.raises(AirflowFailException, match="bucket 'no-such-bucket' does not exist"):

@@ -17,7 +17,7 @@ import pytest
 from support.model import event_time, expected_warehouse, read_events, read_songs
 from support.pipeline import assert_matches_model as matches_model
 from support.pipeline import (
-    etl_dag, execute, query, replace_bucket_contents, reset_warehouse, run_dag, run_scheduled, run_window, s3_client,
+    etl_dag, execute, query, replace_bucket_contents, reset_warehouse, run_dag, run_scheduled, run_etl, s3_client,
     star_snapshot, task_result, write_lines,
 )
 from scripts.sample_data import generate
@@ -64,7 +64,7 @@ def assert_matches_model(stack, data_dir, windows):
 
 
 def test_one_window_matches_independent_model(dataset, stack):
-    assert run_window(*WINDOW).state == "success"
+    assert run_etl(*WINDOW).state == "success"
     model = assert_matches_model(stack, dataset, [WINDOW])
 
     # The data exercises every rule: matched and unmatched songs, millisecond timestamps,
@@ -87,21 +87,21 @@ def test_one_window_matches_independent_model(dataset, stack):
 
 def test_hourly_any_order_reruns_and_one_window_give_identical_warehouse(dataset, stack):
     for hour in HOURS:
-        assert run_window(hour, hour + HOUR).state == "success"
+        assert run_etl(hour, hour + HOUR).state == "success"
     forward = star_snapshot(stack)
     assert_matches_model(stack, dataset, [WINDOW])
 
     reset_warehouse(stack)
     for hour in reversed(HOURS):
-        assert run_window(hour, hour + HOUR).state == "success"
+        assert run_etl(hour, hour + HOUR).state == "success"
     assert star_snapshot(stack) == forward, "backwards backfill differs from forward"
 
-    assert run_window(HOURS[1], HOURS[1] + HOUR).state == "success"
-    assert run_window(*WINDOW).state == "success"
+    assert run_etl(HOURS[1], HOURS[1] + HOUR).state == "success"
+    assert run_etl(*WINDOW).state == "success"
     assert star_snapshot(stack) == forward, "re-running changed the warehouse"
 
     reset_warehouse(stack)
-    assert run_window(*WINDOW).state == "success"
+    assert run_etl(*WINDOW).state == "success"
     assert star_snapshot(stack) == forward, "one long window differs from hourly runs"
 
 
@@ -166,7 +166,7 @@ def test_users_take_the_latest_event_of_the_hours_loaded_so_far(dataset, stack):
             reset_warehouse(stack)
             loaded = set()
             for hour in order:
-                assert run_window(hour, hour + HOUR).state == "success"
+                assert run_etl(hour, hour + HOUR).state == "success"
                 loaded.add(hour)
                 users = {row[0]: row[1:] for row in query(stack, "SELECT * FROM users")}
                 assert users == _latest_user_values(events, loaded), f"after {sorted(loaded)}"
@@ -178,7 +178,7 @@ def test_users_take_the_latest_event_of_the_hours_loaded_so_far(dataset, stack):
 
 def test_full_refresh_rebuilds_the_dimensions_like_the_hourly_runs(dataset, stack, capfd):
     for hour in HOURS:
-        assert run_window(hour, hour + HOUR).state == "success"
+        assert run_etl(hour, hour + HOUR).state == "success"
     hourly = star_snapshot(stack)
     # Rows no source gives: a rebuild drops them (merge keeps users outside its window).
     execute(stack, "INSERT INTO users VALUES (999999, 'Stale', 'User', 'F', 'free')")
@@ -187,7 +187,7 @@ def test_full_refresh_rebuilds_the_dimensions_like_the_hourly_runs(dataset, stac
     counts_before = {table: query(stack, f"SELECT count(*) FROM {table}")[0][0] for table in ("users", "songs", "artists")}
 
     capfd.readouterr()
-    run = run_window(HOURS[1], HOURS[1] + HOUR, full_refresh=True)
+    run = run_etl(HOURS[1], HOURS[1] + HOUR, full_refresh=True)
     assert run.state == "success"
     assert star_snapshot(stack) == hourly
     assert_matches_model(stack, dataset, [WINDOW])
@@ -203,15 +203,15 @@ def test_full_refresh_rebuilds_the_dimensions_like_the_hourly_runs(dataset, stac
 
 
 def test_concurrent_runs_give_the_same_warehouse(dataset, stack):
-    assert run_window(*WINDOW).state == "success"
+    assert run_etl(*WINDOW).state == "success"
     expected = star_snapshot(stack)
     reset_warehouse(stack)
     # Create the tables first so concurrent runs race on loads, not on DDL.
-    assert run_window("2030-01-01T00:00:00Z", "2030-01-01T01:00:00Z").state == "success"
+    assert run_etl("2030-01-01T00:00:00Z", "2030-01-01T01:00:00Z").state == "success"
 
     code = (
-        "import sys; from support.pipeline import run_window; "
-        "sys.exit(0 if run_window(sys.argv[1], sys.argv[2]).state == 'success' else 1)"
+        "import sys; from support.pipeline import run_etl; "
+        "sys.exit(0 if run_etl(sys.argv[1], sys.argv[2]).state == 'success' else 1)"
     )
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
     runs = [
@@ -226,10 +226,10 @@ def test_concurrent_runs_give_the_same_warehouse(dataset, stack):
 
 
 def test_changed_object_replaces_its_rows_and_unchanged_objects_are_skipped(dataset, stack, tmp_path):
-    assert run_window(*WINDOW).state == "success"
+    assert run_etl(*WINDOW).state == "success"
     ledger_before = dict(query(stack, "SELECT s3_key, run_id FROM stage_load_ledger"))
 
-    assert run_window(*WINDOW).state == "success"
+    assert run_etl(*WINDOW).state == "success"
     assert dict(query(stack, "SELECT s3_key, run_id FROM stage_load_ledger")) == ledger_before, \
         "unchanged objects were staged again"
 
@@ -244,7 +244,7 @@ def test_changed_object_replaces_its_rows_and_unchanged_objects_are_skipped(data
     write_lines(day_file, events)
     replace_bucket_contents(stack, changed)
     try:
-        assert run_window(*WINDOW).state == "success"
+        assert run_etl(*WINDOW).state == "success"
         assert_matches_model(stack, changed, [WINDOW])
         staged = query(stack, "SELECT count(*) FROM staging_events WHERE source_key = %s",
                        ("log_data/2018/11/2018-11-01-events.json",))[0][0]
@@ -257,7 +257,7 @@ def test_changed_object_replaces_its_rows_and_unchanged_objects_are_skipped(data
 
 
 def test_changed_song_files_replace_their_songs_and_artists(dataset, stack, tmp_path):
-    assert run_window(*WINDOW).state == "success"
+    assert run_etl(*WINDOW).state == "success"
     changed = tmp_path / "changed"
     shutil.copytree(dataset, changed)
     files = {path: json.loads(path.read_text(encoding="utf-8")) for path in sorted((changed / "song_data").rglob("*.json"))}
@@ -281,7 +281,7 @@ def test_changed_song_files_replace_their_songs_and_artists(dataset, stack, tmp_
     assert query(stack, plays_of_old, (old["song_id"],))[0][0] > 0
     replace_bucket_contents(stack, changed)
     try:
-        assert run_window(*WINDOW).state == "success"
+        assert run_etl(*WINDOW).state == "success"
         # The window's plays no longer match the edited song (its title and duration changed).
         assert query(stack, plays_of_old, (old["song_id"],)) == [(0,)]
         assert query(stack, "SELECT title, artist_id, year, duration FROM songs WHERE song_id = %s", (old["song_id"],)) == [
@@ -302,7 +302,7 @@ def test_changed_song_files_replace_their_songs_and_artists(dataset, stack, tmp_
 
 def test_empty_hours_succeed_with_zero_rows(dataset, stack, capfd):
     # An hour with no file at all, long after the sample data.
-    assert run_window("2026-11-25T10:00:00Z", "2026-11-25T11:00:00Z").state == "success"
+    assert run_etl("2026-11-25T10:00:00Z", "2026-11-25T11:00:00Z").state == "success"
     # The logs say so: no day file to stage, no rows for the fact.
     log = capfd.readouterr().out
     assert "no object s3://" in log and "2026-11-25-events.json; nothing to stage from it" in log

@@ -17,7 +17,7 @@ import pytest
 
 from support.model import event_time, expected_warehouse, read_events, read_json_values, read_songs
 from support.pipeline import (
-    assert_matches_model, query, replace_bucket_contents, reset_warehouse, run_dag, run_window, s3_client, star_snapshot,
+    assert_matches_model, query, replace_bucket_contents, reset_warehouse, run_dag, run_etl, s3_client, star_snapshot,
     task_result, write_lines,
 )
 from scripts.sample_data import generate
@@ -47,7 +47,7 @@ def stack(airflow_db):
 
 
 def run_hours(*hours: datetime, **params) -> list:
-    runs = [run_window(start, start + HOUR, **params) for start in hours]
+    runs = [run_etl(start, start + HOUR, **params) for start in hours]
     assert [run.state for run in runs] == ["success"] * len(runs)
     return runs
 
@@ -214,8 +214,8 @@ def test_the_same_change_during_two_concurrent_runs(final_data, stack, tmp_path)
     run_hours(*hours)
 
     replace_bucket_contents(stack, final_data)
-    code = ("import sys; from support.pipeline import run_window; "
-            "sys.exit(0 if run_window(sys.argv[1], sys.argv[2]).state == 'success' else 1)")
+    code = ("import sys; from support.pipeline import run_etl; "
+            "sys.exit(0 if run_etl(sys.argv[1], sys.argv[2]).state == 'success' else 1)")
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
     runs = [subprocess.Popen([sys.executable, "-c", code, f"{h:%Y-%m-%dT%H}:00:00Z", f"{h + HOUR:%Y-%m-%dT%H}:00:00Z"],
                              env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
@@ -265,7 +265,7 @@ def test_drift_checks_fail_when_history_is_broken_on_purpose(final_data, stack, 
     states = {ti.task_id: ti.state for ti in run.get_task_instances()}
     assert states["quality_checks"] == "failed"
     assert "1 failing check(s) on loaded_hours:\nFAILED loaded_hours.songplays_current" in capfd.readouterr().out
-    assert run_window(hour(13), hour(14)).state == "success"
+    assert run_etl(hour(13), hour(14)).state == "success"
     # Re-running the hour repairs it.
     run_hours(hour(10))
     assert _run_audit().state == "success"

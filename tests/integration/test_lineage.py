@@ -36,8 +36,8 @@ SONGS = 30  # more song files than the staging lineage lists one by one (MAX_OBJ
 # The child (with this process's import path): one ETL run over the window, then one analytics run, both in process.
 RUN_BOTH_DAGS = f"""
 from airflow.dag_processing.dagbag import DagBag
-from support.pipeline import run_window
-assert run_window({START!r}, {END!r}).state == "success"
+from support.pipeline import run_etl
+assert run_etl({START!r}, {END!r}).state == "success"
 analytics = DagBag({str(REPO / 'dags')!r}).dags["sparkify_analytics"]
 assert analytics.test().state == "success"
 """

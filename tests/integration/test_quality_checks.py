@@ -19,7 +19,7 @@ import psycopg
 import pytest
 
 from support.model import event_time, expected_warehouse, read_events, read_songs
-from support.pipeline import replace_bucket_contents, reset_warehouse, run_dag, run_window
+from support.pipeline import replace_bucket_contents, reset_warehouse, run_dag, run_etl
 from scripts.sample_data import generate
 
 WINDOW = ("2018-11-01T10:00:00Z", "2018-11-01T12:00:00Z")
@@ -43,7 +43,7 @@ def loaded(airflow_db, tmp_path_factory):
     generate(data, seed=5, songs=20, days=1, events_per_day=300, users=8)
     replace_bucket_contents(airflow_db, data)
     reset_warehouse(airflow_db)
-    assert run_window(*WINDOW).state == "success"
+    assert run_etl(*WINDOW).state == "success"
     with psycopg.connect(airflow_db.warehouse_conninfo, autocommit=True) as conn:
         conn.execute("DROP SCHEMA IF EXISTS pristine CASCADE")
         conn.execute("CREATE SCHEMA pristine")
@@ -300,7 +300,7 @@ def test_failing_checks_fail_the_run_and_show_offending_rows(warehouse, capfd):
         conn.execute("INSERT INTO users VALUES (424242, 'Bad', 'Row', 'X', 'gold')")
     capfd.readouterr()
 
-    run = run_window(*WINDOW)
+    run = run_etl(*WINDOW)
 
     assert run.state == "failed"
     states = {ti.task_id: ti.state for ti in run.get_task_instances()}

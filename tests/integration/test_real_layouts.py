@@ -18,7 +18,7 @@ import pytest
 
 from support.model import event_time, expected_warehouse, read_events, read_json_values, read_songs
 from support.pipeline import assert_matches_model as matches_model
-from support.pipeline import STAR_TABLES, query, replace_bucket_contents, reset_warehouse, run_window
+from support.pipeline import STAR_TABLES, query, replace_bucket_contents, reset_warehouse, run_etl
 from scripts.sample_data import generate
 
 HOUR = timedelta(hours=1)
@@ -90,7 +90,7 @@ def test_real_layouts_stage_and_load_like_one_record_per_line(datasets, stack):
             conn.execute(f'ALTER DATABASE "{database}" SET DateStyle = \'SQL, DMY\'')
         try:
             for hour in HOURS:
-                assert run_window(hour, hour + HOUR).state == "success", name
+                assert run_etl(hour, hour + HOUR).state == "success", name
         finally:
             with psycopg.connect(stack.warehouse_conninfo, autocommit=True) as conn:
                 conn.execute(f'ALTER DATABASE "{database}" RESET DateStyle')
@@ -153,7 +153,7 @@ def test_redshift_branch_of_every_load_gives_the_same_warehouse(datasets, stack,
     data_dir = datasets["pretty-printed songs, 3 events per line, CR LF"]
     replace_bucket_contents(stack, data_dir)
     for hour in HOURS:
-        assert run_window(hour, hour + HOUR, full_refresh=mode == "truncate-insert").state == "success"
+        assert run_etl(hour, hour + HOUR, full_refresh=mode == "truncate-insert").state == "success"
     postgres_branch = assert_matches_model(stack, data_dir)
     for order in ("as staged", "reversed", "shuffled"):
         assert _redshift_branch_warehouse(stack, mode, order) == postgres_branch, order

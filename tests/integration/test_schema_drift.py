@@ -25,7 +25,7 @@ import pytest
 
 from support.model import _user, event_time, expected_warehouse, read_events, read_json_values, read_songs
 from support.pipeline import (
-    assert_matches_model, execute, query, replace_bucket_contents, reset_warehouse, run_dag, run_window, star_snapshot,
+    assert_matches_model, execute, query, replace_bucket_contents, reset_warehouse, run_dag, run_etl, star_snapshot,
     task_result, write_lines,
 )
 from scripts.sample_data import generate
@@ -102,7 +102,7 @@ def test_a_renamed_key_fails_the_run_naming_file_and_key(case, capfd):
     case.rewrite(DAY2, renamed(original, "userId", "userID"))
     case.upload()
     capfd.readouterr()
-    run = run_window(*BOTH_DAYS)
+    run = run_etl(*BOTH_DAYS)
     log = capfd.readouterr().out
 
     task_states = states(run)
@@ -122,7 +122,7 @@ def test_a_renamed_key_fails_the_run_naming_file_and_key(case, capfd):
     # The producer fixes the file: the next run stages it and the warehouse is complete.
     case.rewrite(DAY2, original)
     case.upload()
-    assert run_window(*BOTH_DAYS).state == "success"
+    assert run_etl(*BOTH_DAYS).state == "success"
     assert_matches_model(case.stack, case.model(BOTH_DAYS))
     assert case.staged_rows() == {DAY1: len(case.events(DAY1)), DAY2: records}
 
@@ -134,7 +134,7 @@ def test_a_key_missing_from_half_the_records_stages_with_a_warning(case, capfd):
     case.rewrite(DAY2, thinned)
     case.upload()
     capfd.readouterr()
-    assert run_window(*BOTH_DAYS).state == "success"
+    assert run_etl(*BOTH_DAYS).state == "success"
     log = capfd.readouterr().out
 
     assert (f"{case.url}{DAY2}: expected key 'location' is absent from {absent:,} of {len(events):,} records "
@@ -155,7 +155,7 @@ def test_a_new_key_stages_and_is_logged(case, capfd):
     case.rewrite(DAY2, extended)
     case.upload()
     capfd.readouterr()
-    assert run_window(*BOTH_DAYS).state == "success"
+    assert run_etl(*BOTH_DAYS).state == "success"
     log = capfd.readouterr().out
 
     n = len(events)
@@ -174,7 +174,7 @@ def test_a_new_key_stages_and_is_logged(case, capfd):
 
 def test_a_jsonpaths_file_that_no_longer_matches_the_data_fails(case, capfd):
     case.upload()
-    assert run_window(*DAY1_WINDOW).state == "success"
+    assert run_etl(*DAY1_WINDOW).state == "success"
     before = star_snapshot(case.stack), case.staged_rows()
 
     # The mapping now reads $['user_id'], a key no record has.
@@ -182,7 +182,7 @@ def test_a_jsonpaths_file_that_no_longer_matches_the_data_fails(case, capfd):
     jsonpaths.write_text(jsonpaths.read_text().replace("$['userId']", "$['user_id']"))
     case.upload()
     capfd.readouterr()
-    run = run_window(*BOTH_DAYS)
+    run = run_etl(*BOTH_DAYS)
     log = capfd.readouterr().out
 
     assert run.state == "failed" and states(run)["stage_events"] == "failed"
@@ -205,7 +205,7 @@ def test_a_type_change_stages_what_converts_and_fails_what_does_not(case, capfd)
     case.rewrite(DAY2, day2)
     case.upload()
     capfd.readouterr()
-    run = run_window(*BOTH_DAYS)
+    run = run_etl(*BOTH_DAYS)
     log = capfd.readouterr().out
 
     assert run.state == "failed" and states(run)["stage_events"] == "failed"
@@ -218,7 +218,7 @@ def test_a_type_change_stages_what_converts_and_fails_what_does_not(case, capfd)
                                                     "ORDER BY length")] == lengths
 
     # Day 1 alone loads like the model (its string lengths read as numbers, so songs still match).
-    assert run_window(*DAY1_WINDOW).state == "success"
+    assert run_etl(*DAY1_WINDOW).state == "success"
     assert_matches_model(case.stack, case.model(DAY1_WINDOW))
 
 
@@ -241,9 +241,9 @@ def shares(case: Case, window: tuple[str, str]) -> dict[str, tuple[int, int]]:
 
 def test_anomaly_checks_pass_on_normal_data(case, capfd):
     case.upload()
-    assert run_window(*DAY1_WINDOW).state == "success"
+    assert run_etl(*DAY1_WINDOW).state == "success"
     capfd.readouterr()
-    run = run_window(*DAY2_WINDOW)
+    run = run_etl(*DAY2_WINDOW)
     log = capfd.readouterr().out
     assert run.state == "success"
     result = task_result(run, "quality_checks")["anomalies"]
@@ -259,7 +259,7 @@ def test_anomaly_checks_fail_when_a_drift_is_let_through(case, capfd):
     """The issue's case with the key allowed to be absent: staging passes, the loads give no
     songplays for the day, the quality checks agree (both sides are empty), the anomaly checks don't."""
     case.upload()
-    assert run_window(*DAY1_WINDOW).state == "success"
+    assert run_etl(*DAY1_WINDOW).state == "success"
     case.rewrite(DAY2, renamed(case.events(DAY2), "userId", "userID"))
     case.upload()
     capfd.readouterr()
@@ -286,8 +286,8 @@ def test_anomaly_checks_fail_when_a_drift_is_let_through(case, capfd):
 
 def test_anomaly_checks_fail_when_songplays_go_missing(case, capfd):
     case.upload()
-    assert run_window(*DAY1_WINDOW).state == "success"
-    assert run_window(*DAY2_WINDOW).state == "success"
+    assert run_etl(*DAY1_WINDOW).state == "success"
+    assert run_etl(*DAY2_WINDOW).state == "success"
     # Break the window on purpose: drop the songplays whose id starts with 0-b (about 3/4).
     execute(case.stack, "DELETE FROM songplays WHERE start_time >= '2018-11-02' AND songplay_id < 'c'")
     kept = sum(1 for songplay_id in case.model(DAY2_WINDOW).songplay_ids if songplay_id >= "c")
@@ -304,10 +304,10 @@ def test_anomaly_checks_fail_when_songplays_go_missing(case, capfd):
 def test_anomaly_checks_pass_on_a_first_ever_and_an_empty_window(case, capfd):
     case.upload()
     capfd.readouterr()
-    run = run_window(*DAY2_WINDOW)  # a fresh warehouse: no history at all
+    run = run_etl(*DAY2_WINDOW)  # a fresh warehouse: no history at all
     log = capfd.readouterr().out
     assert run.state == "success" and task_result(run, "quality_checks")["anomalies"]["judged"] == 0
     assert "pass (no history)" in log and "FAIL" not in log.split("Anomaly checks")[1]
-    run = run_window("2030-01-01T00:00:00Z", "2030-01-01T01:00:00Z")
+    run = run_etl("2030-01-01T00:00:00Z", "2030-01-01T01:00:00Z")
     assert run.state == "success" and task_result(run, "quality_checks")["anomalies"]["judged"] == 0
     assert "pass (empty window)" in capfd.readouterr().out

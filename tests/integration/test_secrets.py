@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from support.pipeline import replace_bucket_contents, reset_warehouse, run_window
+from support.pipeline import replace_bucket_contents, reset_warehouse, run_etl
 from scripts.sample_data import generate
 
 FAKE_SECRET = "FAKE-S3CRET-sparkify-7f3a9c"
@@ -29,7 +29,7 @@ def test_no_credential_appears_in_any_log(fake_aws_secret, tmp_path, capfd):
     replace_bucket_contents(stack, data_dir)
     reset_warehouse(stack)
 
-    assert run_window("2018-11-01T00:00:00Z", "2018-11-01T06:00:00Z").state == "success"
+    assert run_etl("2018-11-01T00:00:00Z", "2018-11-01T06:00:00Z").state == "success"
 
     secrets = {FAKE_SECRET, stack.secrets["SPARKIFY_PG_PASSWORD"]}
     captured = capfd.readouterr()

@@ -52,7 +52,7 @@ def run_dag(conf: dict | None = None, **test_kwargs):
     return dag.test(run_conf=conf, **test_kwargs)
 
 
-def run_window(start: datetime | str, end: datetime | str, **params):
+def run_etl(start: datetime | str, end: datetime | str, **params):
     """One manual run of the DAG over [start, end)."""
     return run_dag({"start": _iso(start), "end": _iso(end), **params})
 
