@@ -14,12 +14,9 @@ from sparkify.dag_defaults import DEFAULT_ARGS, DOCS_DIR, SQL_DIR, START_DATE, t
 from sparkify.etl_params import etl_params
 from sparkify.operators import LoadDimensionOperator, LoadFactOperator, QualityChecksOperator, StageToRedshiftOperator
 from sparkify.quality import QUALITY_CHECKS
-from sparkify.window import run_window
 
 BUCKET = "{{ var.value.get('sparkify_bucket', 'udacity-dend') }}"
 REGION = "{{ var.value.get('sparkify_region', 'us-west-2') }}"
-WINDOW_START = "{{ run_window(params, data_interval_start, data_interval_end)[0] }}"
-WINDOW_END = "{{ run_window(params, data_interval_start, data_interval_end)[1] }}"
 STAGING = {
     "aws_conn_id": AWS_CONN_ID,
     "redshift_conn_id": WAREHOUSE_CONN_ID,
@@ -40,7 +37,6 @@ with DAG(
     catchup=False,
     max_active_runs=4,
     template_searchpath=[str(SQL_DIR)],
-    user_defined_macros={"run_window": run_window},
     default_args=DEFAULT_ARGS,
     deadline=DeadlineAlert(
         reference=DeadlineReference.DAGRUN_QUEUED_AT,
@@ -60,8 +56,7 @@ with DAG(
         task_id="stage_events",
         table="staging_events",
         s3_key=EVENTS_KEY,
-        window_start=WINDOW_START,
-        window_end=WINDOW_END,
+        per_day=True,
         json_format=f"s3://{BUCKET}/log_json_path.json",
         upsert_keys=("sessionid", "iteminsession", "ts"),
         stale_sql="stage/stale_hours.sql",
@@ -83,8 +78,6 @@ with DAG(
         table="songplays",
         sql="load/songplays.sql",
         record_hours_sql="load/loaded_hours.sql",
-        window_start=WINDOW_START,
-        window_end=WINDOW_END,
         conn_id=WAREHOUSE_CONN_ID,
         outlets=[star_assets()["songplays"]],
         doc_md=task_doc("load_songplays_fact"),
@@ -92,8 +85,6 @@ with DAG(
     load_dimensions = LoadDimensionOperator(
         task_id="load_dimensions",
         sql={table: f"load/{table}.sql" for table in DIMENSION_TABLES},
-        window_start=WINDOW_START,
-        window_end=WINDOW_END,
         conn_id=WAREHOUSE_CONN_ID,
         outlets=[star_assets()[table] for table in DIMENSION_TABLES],
         doc_md=task_doc("load_dimensions"),
@@ -103,8 +94,6 @@ with DAG(
         conn_id=WAREHOUSE_CONN_ID,
         checks=QUALITY_CHECKS,
         anomalies={
-            "window_start": WINDOW_START,
-            "window_end": WINDOW_END,
             "baseline_days": "{{ params.anomaly_baseline_days }}",
             "drop_factor": "{{ params.anomaly_drop_factor }}",
             "min_expected": "{{ params.anomaly_min_expected }}",

@@ -196,7 +196,8 @@ def _window(context: Mapping[str, Any]) -> tuple[str, str] | None:
 
     params = context.get("params") or {}
     try:
-        return run_window(params, context.get("data_interval_start"), context.get("data_interval_end"))
+        window = run_window(context)
+        return window.start.isoformat(sep=" "), window.end.isoformat(sep=" ")
     except Exception:  # a bad or missing window may be the very failure reported: show what was given
         if params.get("start") or params.get("end"):
             return str(params.get("start")), str(params.get("end"))

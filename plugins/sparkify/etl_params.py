@@ -10,8 +10,8 @@ HOUR_PATTERN = r"^\d{4}-\d{2}-\d{2}[T ]\d{2}:00(:00)?(Z|[+-]00:?00)?$"
 
 def etl_params() -> dict[str, Param]:
     return {
-        # Both or neither, start before end: checked by run_window in the first task that renders
-        # the window (a failure without retries), as a Param validates only its own value.
+        # Both or neither, start before end: checked by sparkify.window.run_window in the first task
+        # (a failure without retries), as a Param validates only its own value.
         "start": Param(None, type=["null", "string"], pattern=HOUR_PATTERN,
                        description="Manual runs: first hour of the window (UTC, e.g. 2018-11-01T00:00:00Z). "
                                    "Give both start and end, or neither to process the scheduled hour."),

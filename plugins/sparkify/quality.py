@@ -13,15 +13,9 @@ from __future__ import annotations
 NOT_NULL = {"null_check": {"equal_to": 0}}
 KEY = {"null_check": {"equal_to": 0}, "unique_check": {"equal_to": 0}}
 
-WINDOW_PREDICATE = (
-    "{column} >= '{{{{ run_window(params, data_interval_start, data_interval_end)[0] }}}}' AND "
-    "{column} < '{{{{ run_window(params, data_interval_start, data_interval_end)[1] }}}}'"
-)
-
-
 def window_predicate(column: str) -> str:
-    """A templated predicate selecting the run's window on ``column``."""
-    return WINDOW_PREDICATE.format(column=column)
+    """The predicate selecting the run's window on ``column``, its bounds bound as parameters."""
+    return f"{column} >= %(window_start)s AND {column} < %(window_end)s"
 
 
 def window_clause(column: str) -> str:

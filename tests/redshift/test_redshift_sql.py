@@ -204,7 +204,8 @@ def test_check_templates_are_rendered_into_the_checks():
     """checks/*.sql are included by the quality checks' generated SQL, rendered in full."""
     drift = find_file(REDSHIFT_FILES, "quality_checks [loaded_hours]").sql
     assert "hour_start NOT IN (" in drift and "FULL JOIN" in drift and "{%" not in drift
-    assert f"run_id = '{render.RUN_ID}'" in drift
+    # The run and its window are bound as parameters, never written into the text.
+    assert "run_id = %(run_id)s" in drift and "hour_start >= %(window_start)s" in drift
 
 
 def test_pinned_renders_include_the_required_ones():
@@ -530,8 +531,10 @@ def test_quality_checks_send_the_rendered_queries(captures, task_id):
     ]
     checks_sent, anomalies_sent = capture.executed[:len(expected)], capture.executed[len(expected):]
     assert [e.statement for e in checks_sent] == expected
-    assert {e.via for e in checks_sent} == {"hook"}
-    assert not any(e.parameters for e in checks_sent)
+    # Through the warehouse's transactions, the run's window and id bound as parameters.
+    assert {e.via for e in checks_sent} == {"transaction"}
+    assert {e.paramstyle for e in checks_sent} == {"pyformat"}
+    assert all(e.parameters["window_start"] == render.WINDOW_START and not e.error for e in checks_sent)
     # Failing table checks don't stop the anomaly checks: their report joins the failure.
     assert [e.statement for e in anomalies_sent] == (anomaly_statements() if task_id in render.anomaly_tasks() else [])
     assert capture.error is not None, "every check was made to fail, the task should have failed"

@@ -4,11 +4,11 @@ from datetime import date, datetime
 
 import pytest
 
-from sparkify.window import WindowError, days_in_window, hours_in_window, resolve_window, run_window
+from sparkify.window import Window, WindowError, run_window
 
 
 def test_window_is_normalised_to_naive_utc():
-    assert resolve_window("2018-11-01T01:00:00+01:00", "2018-11-01T02:00:00Z") == (
+    assert Window.of("2018-11-01T01:00:00+01:00", "2018-11-01T02:00:00Z") == Window(
         datetime(2018, 11, 1, 0), datetime(2018, 11, 1, 2))
 
 
@@ -20,24 +20,30 @@ def test_window_is_normalised_to_naive_utc():
 ])
 def test_bad_windows_are_refused(start, end):
     with pytest.raises(WindowError):
-        resolve_window(start, end)
+        Window.of(start, end)
 
 
 def test_days_and_hours_of_a_window():
-    start, end = datetime(2018, 11, 1, 22), datetime(2018, 11, 2, 1)
-    assert days_in_window(start, end) == [date(2018, 11, 1), date(2018, 11, 2)]
-    assert days_in_window(datetime(2018, 11, 1, 23), datetime(2018, 11, 2)) == [date(2018, 11, 1)]
-    assert hours_in_window(start, end) == [datetime(2018, 11, 1, 22), datetime(2018, 11, 1, 23), datetime(2018, 11, 2, 0)]
+    window = Window(datetime(2018, 11, 1, 22), datetime(2018, 11, 2, 1))
+    assert window.days == [date(2018, 11, 1), date(2018, 11, 2)]
+    assert Window(datetime(2018, 11, 1, 23), datetime(2018, 11, 2)).days == [date(2018, 11, 1)]
+    assert window.hours == [datetime(2018, 11, 1, 22), datetime(2018, 11, 1, 23), datetime(2018, 11, 2, 0)]
+    assert window.parameters() == {"window_start": window.start, "window_end": window.end}
 
 
-INTERVAL = (datetime(2018, 11, 1, 3), datetime(2018, 11, 1, 4))
+INTERVAL = {"data_interval_start": datetime(2018, 11, 1, 3), "data_interval_end": datetime(2018, 11, 1, 4)}
+
+
+def context(params: dict) -> dict:
+    return {"params": params, **INTERVAL}
 
 
 def test_run_window_prefers_params_over_the_data_interval():
-    assert run_window({}, *INTERVAL) == ("2018-11-01 03:00:00", "2018-11-01 04:00:00")
-    assert run_window({"start": None, "end": None}, *INTERVAL) == ("2018-11-01 03:00:00", "2018-11-01 04:00:00")
-    assert run_window({"start": "2018-11-01T00:00:00Z", "end": "2018-11-02T00:00:00Z"}, *INTERVAL) == (
-        "2018-11-01 00:00:00", "2018-11-02 00:00:00")
+    hour = Window(datetime(2018, 11, 1, 3), datetime(2018, 11, 1, 4))
+    assert run_window(context({})) == hour
+    assert run_window(context({"start": None, "end": None})) == hour
+    assert run_window(context({"start": "2018-11-01T00:00:00Z", "end": "2018-11-02T00:00:00Z"})) == Window(
+        datetime(2018, 11, 1), datetime(2018, 11, 2))
 
 
 @pytest.mark.parametrize("params", [
@@ -49,7 +55,7 @@ def test_run_window_prefers_params_over_the_data_interval():
 def test_run_window_needs_both_params_or_neither(params):
     # Either bound alone would otherwise fall back to the data interval for the other.
     with pytest.raises(WindowError, match="give both start and end"):
-        run_window(params, *INTERVAL)
+        run_window(context(params))
 
 
 @pytest.mark.parametrize(("start", "end"), [
@@ -58,7 +64,7 @@ def test_run_window_needs_both_params_or_neither(params):
 ])
 def test_run_window_refuses_start_not_before_end(start, end):
     with pytest.raises(WindowError, match="must be before end"):
-        run_window({"start": start, "end": end}, *INTERVAL)
+        run_window(context({"start": start, "end": end}))
 
 
 # That a bad window fails its task at once, without retries, is tested through a real DAG run:
@@ -75,5 +81,5 @@ def test_run_window_refuses_start_not_before_end(start, end):
 def test_a_refused_window_says_which_bound_and_why(start, end, message):
     # The message is what an operator reads in the failed task's log: the bound, as UTC, and the rule.
     with pytest.raises(WindowError) as refused:
-        resolve_window(start, end)
+        Window.of(start, end)
     assert message in str(refused.value)

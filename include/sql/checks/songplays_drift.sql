@@ -7,9 +7,8 @@
 {%- set hours -%}
 SELECT hour_start FROM loaded_hours
 {%- if drift_scope != 'all' %}
-WHERE run_id = '{{ run_id }}'
-   OR (hour_start >= '{{ run_window(params, data_interval_start, data_interval_end)[0] }}'
-       AND hour_start < '{{ run_window(params, data_interval_start, data_interval_end)[1] }}')
+WHERE run_id = %(run_id)s
+   OR (hour_start >= %(window_start)s AND hour_start < %(window_end)s)
 {%- endif %}
 {%- endset -%}
 hour_start NOT IN (

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any, Sequence
 from airflow.sdk import BaseOperator
 
 from sparkify.warehouse import DialectContextMixin, Warehouse, first_code_line, split_statements
-from sparkify.window import resolve_window
+from sparkify.window import run_window
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
@@ -22,7 +22,7 @@ WRITES = re.compile(r"(?:INSERT\s+INTO|DELETE\s+FROM|UPDATE)\s+(\w+)", re.IGNORE
 class _WindowLoadOperator(DialectContextMixin, BaseOperator):
     """Runs one SQL template in one transaction, with the run's window bound as parameters."""
 
-    template_fields: Sequence[str] = ("sql", "window_start", "window_end")
+    template_fields: Sequence[str] = ("sql",)
     template_ext: Sequence[str] = (".sql",)
     template_fields_renderers = {"sql": "sql"}
 
@@ -31,16 +31,12 @@ class _WindowLoadOperator(DialectContextMixin, BaseOperator):
         *,
         table: str,
         sql: str,
-        window_start: str,
-        window_end: str,
         conn_id: str = "redshift_default",
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
         self.table = table
         self.sql = sql
-        self.window_start = window_start
-        self.window_end = window_end
         self.conn_id = conn_id
 
     @cached_property
@@ -49,8 +45,7 @@ class _WindowLoadOperator(DialectContextMixin, BaseOperator):
 
     def _window_parameters(self, context: Context) -> dict[str, Any]:
         # WindowError is an AirflowFailException: a bad window fails the task without retries.
-        window_start, window_end = resolve_window(self.window_start, self.window_end)
-        return {"window_start": window_start, "window_end": window_end, "run_id": context["run_id"]}
+        return {**run_window(context).parameters(), "run_id": context["run_id"]}
 
     def _run(self, cursor: Any, sql: str, parameters: dict[str, Any], table: str) -> tuple[dict[str, int], list[tuple]]:
         """Run each statement of ``sql``, logging it with its row count. Returns the rows written

@@ -21,6 +21,7 @@ from airflow.sdk.exceptions import AirflowException, AirflowFailException
 
 from sparkify.quality import window_clause
 from sparkify.warehouse import DialectContextMixin, Warehouse
+from sparkify.window import Window, run_window
 
 SAMPLE_ROWS = 5
 
@@ -84,7 +85,7 @@ class QualityChecksOperator(DialectContextMixin, BaseSQLOperator):
     :param windowed: check only the run's window of the tables that name a ``window_column``
         (and their rows where it is NULL, which no window holds).
     :param anomalies: also compare the window with its trailing days (sparkify.anomalies):
-        ``window_start``, ``window_end``, ``baseline_days``, ``drop_factor`` and ``min_expected``.
+        ``baseline_days``, ``drop_factor`` and ``min_expected``.
     """
 
     template_fields: Sequence[str] = (*BaseSQLOperator.template_fields, "checks", "partitions", "anomalies")
@@ -100,7 +101,8 @@ class QualityChecksOperator(DialectContextMixin, BaseSQLOperator):
         self.sql: list[str] = []  # the queries run: OpenLineage reads their tables as inputs
 
     def execute(self, context: Any) -> dict[str, Any]:
-        hook = self.get_db_hook()
+        # The run's window and id, bound into the checks' SQL (the audit's checks use neither).
+        parameters = {**run_window(context).parameters(), "run_id": context["run_id"]}
         failures: list[str] = []
         for table, spec in self.checks.items():
             where = f" WHERE {self.partitions[table]}" if table in self.partitions else ""
@@ -108,7 +110,7 @@ class QualityChecksOperator(DialectContextMixin, BaseSQLOperator):
             measures = ", ".join(f"{check.actual}, {check.expected}" for check in checks)
             query = f"SELECT {measures} FROM {table}{where}"
             self.sql.append(query)
-            row = hook.get_first(query)
+            (row,) = self.warehouse.get_records(query, parameters)
             report, failing = [], []
             for index, check in enumerate(checks):
                 actual, expected = row[2 * index], row[2 * index + 1]
@@ -122,11 +124,11 @@ class QualityChecksOperator(DialectContextMixin, BaseSQLOperator):
                     content=f"SELECT {check.expected} AS expected, {check.actual} AS actual FROM {table}{where}",
                 ))
                 if not success:
-                    failing.append(self._explain(hook, check, expected, actual, where))
+                    failing.append(self._explain(check, expected, actual, where, parameters))
             self.log.info("Checks on %s:\n%s", table, format_table(report, ("check", "expected", "actual", "result")))
             if failing:
                 failures.append(f"{len(failing)} failing check(s) on {table}:\n" + "\n".join(failing))
-        anomalies = self._check_anomalies(failures) if self.anomalies else None
+        anomalies = self._check_anomalies(run_window(context), failures) if self.anomalies else None
         if failures:
             raise AirflowException("\n".join(failures))
         self.log.info("all %d checks passed on %s", len(self.check_results), ", ".join(self.checks))
@@ -141,36 +143,36 @@ class QualityChecksOperator(DialectContextMixin, BaseSQLOperator):
     def warehouse(self) -> Warehouse:
         return Warehouse(self.conn_id)
 
-    def _check_anomalies(self, failures: list[str]) -> dict[str, int]:
+    def _check_anomalies(self, window: Window, failures: list[str]) -> dict[str, int]:
         """The window's metrics against the trailing days; a failing one adds its report to
         ``failures``. Returns how many metrics there are and how many had enough history to be judged."""
         from sparkify.anomalies import check_anomalies, failure_report, report_rows
-        from sparkify.window import resolve_window
 
         settings = self.anomalies
-        window = resolve_window(settings["window_start"], settings["window_end"])
         try:
             drop_factor = float(settings["drop_factor"])
             results, baseline_start = check_anomalies(
-                self.warehouse.get_records, self.warehouse.dialect, *window, float(settings["baseline_days"]),
+                self.warehouse.get_records, self.warehouse.dialect, window.start, window.end,
+                float(settings["baseline_days"]),
                 drop_factor, float(settings["min_expected"]))
         except ValueError as err:
             raise AirflowFailException(f"anomaly checks: {err}") from None
         self.log.info(
             "Anomaly checks, window [%s, %s) against the baseline [%s, %s) (fails below baseline / %g):\n%s",
-            *window, baseline_start, window[0], drop_factor,
+            window.start, window.end, baseline_start, window.start, drop_factor,
             format_table(report_rows(results, drop_factor), ("metric", "window", "baseline", "fails below", "result")))
         if any(result.failed for result in results):
-            failures.append(failure_report(results, drop_factor, window, baseline_start))
+            failures.append(failure_report(results, drop_factor, (window.start, window.end), baseline_start))
         else:
             self.log.info("anomaly checks: all %d passed", len(results))
         return {"metrics": len(results), "judged": sum(result.status in ("pass", "FAIL") for result in results)}
 
-    def _explain(self, hook: Any, check: Check, expected: Any, actual: Any, where: str) -> str:
+    def _explain(self, check: Check, expected: Any, actual: Any, where: str, parameters: dict[str, Any]) -> str:
         """One failing check: its SQL, expected and actual values, and a few offending rows."""
         sql = f"SELECT {check.expected} AS expected, {check.actual} AS actual FROM {check.table}{where}"
         offending = f"{check.offending} LIMIT {SAMPLE_ROWS}"
-        shown = "\n".join(f"    {row}" for row in hook.get_records(offending)) or "    (none found)"
+        rows = self.warehouse.get_records(offending, parameters)
+        shown = "\n".join(f"    {row}" for row in rows) or "    (none found)"
         title = f"{check.table}.{check.name}" + ("" if check.column else f" ({check.description})")
         return (f"FAILED {title}: expected = {expected}, actual {actual}\n  SQL: {sql}\n"
                 f"  offending rows (at most {SAMPLE_ROWS}): {offending}\n{shown}")

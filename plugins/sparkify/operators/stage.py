@@ -19,7 +19,7 @@ from airflow.sdk import BaseOperator
 from sparkify.buckets import require_bucket
 from sparkify.operators.staged_changes import log_report, missing_objects, run_phase
 from sparkify.warehouse import Warehouse, first_code_line, split_statements
-from sparkify.window import days_in_window, resolve_window
+from sparkify.window import run_window
 
 if TYPE_CHECKING:
     from airflow.providers.amazon.aws.hooks.s3 import S3Hook
@@ -102,9 +102,10 @@ class StageToRedshiftOperator(BaseOperator):
 
     :param table: staging table to load.
     :param s3_bucket: bucket holding the data.
-    :param s3_key: an object key, or a prefix ending in ``/``. With ``window_start`` and
-        ``window_end`` it is a pattern formatted once per UTC day of the window, e.g.
-        ``log_data/{day:%Y}/{day:%m}/{day:%Y-%m-%d}-events.json``.
+    :param s3_key: an object key, or a prefix ending in ``/``. With ``per_day`` it is a
+        pattern formatted once per UTC day of the run's window (a ``datetime.date`` format),
+        e.g. ``log_data/{day:%Y}/{day:%m}/{day:%Y-%m-%d}-events.json``.
+    :param per_day: ``s3_key`` names one object per UTC day of the run's window.
     :param json_format: ``'auto'``, ``'auto ignorecase'`` or ``s3://bucket/jsonpaths.json``.
     :param region: the bucket's AWS region (Redshift's COPY needs it).
     :param max_errors: rejected records allowed per COPY (per object on PostgreSQL) before
@@ -127,7 +128,7 @@ class StageToRedshiftOperator(BaseOperator):
     """
 
     template_fields: Sequence[str] = (
-        "s3_bucket", "s3_key", "json_format", "region", "window_start", "window_end", "max_errors",
+        "s3_bucket", "s3_key", "json_format", "region", "max_errors",
         "remove_deleted_objects", "allow_absent_keys",
     )
     template_fields_renderers = {"s3_key": "py"}
@@ -141,8 +142,7 @@ class StageToRedshiftOperator(BaseOperator):
         s3_key: str,
         json_format: str = "auto",
         region: str | None = None,
-        window_start: str | None = None,
-        window_end: str | None = None,
+        per_day: bool = False,
         max_errors: int | str = 0,
         upsert_keys: Sequence[str] = (),
         stale_sql: str | None = None,
@@ -161,8 +161,7 @@ class StageToRedshiftOperator(BaseOperator):
         self.s3_key = s3_key
         self.json_format = json_format
         self.region = region
-        self.window_start = window_start
-        self.window_end = window_end
+        self.per_day = per_day
         self.max_errors = max_errors
         self.upsert_keys = list(upsert_keys)
         self.stale_sql = stale_sql
@@ -196,7 +195,7 @@ class StageToRedshiftOperator(BaseOperator):
         if self.create_tables:
             self._ensure_tables(context["run_id"])
 
-        keys = self._keys()
+        keys = self.keys_listed = self._keys(context)  # kept for get_openlineage_facets_on_complete
         urls = [f"s3://{self.s3_bucket}/{key}" for key in keys]
         shown = ", ".join(urls[:3]) + (f", ... {urls[-1]} ({len(urls)} keys)" if len(urls) > 3 else "")
         self.log.info("::group::Listing %s", shown)
@@ -249,11 +248,10 @@ class StageToRedshiftOperator(BaseOperator):
 
     # -- which objects ------------------------------------------------------------------
 
-    def _keys(self) -> list[str]:
-        """The keys (or prefix) to list: with a window, the key pattern for each of its days."""
-        if self.window_start or self.window_end:
-            window_start, window_end = resolve_window(self.window_start, self.window_end)
-            return [self.s3_key.format(day=day) for day in days_in_window(window_start, window_end)]
+    def _keys(self, context: Context) -> list[str]:
+        """The keys (or prefix) to list: per day, the key pattern for each day of the run's window."""
+        if self.per_day:
+            return [self.s3_key.format(day=day) for day in run_window(context).days]
         return [self.s3_key]
 
     def _list_objects(self, keys: list[str]) -> Iterator[SourceObject]:
@@ -680,7 +678,8 @@ class StageToRedshiftOperator(BaseOperator):
         """OpenLineage: the S3 objects this run read in, the staging table out."""
         from sparkify.lineage import staging_lineage
 
-        return staging_lineage(self.s3_bucket, getattr(self, "keys_read", []), self._keys(), self.warehouse, self.table)
+        return staging_lineage(self.s3_bucket, getattr(self, "keys_read", []), getattr(self, "keys_listed", [self.s3_key]),
+                               self.warehouse, self.table)
 
     def _sql(self, template: str, **extra: Any) -> str:
         env = self.get_template_env()
