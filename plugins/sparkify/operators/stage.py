@@ -10,8 +10,8 @@ from airflow.sdk import BaseOperator
 from airflow.sdk.exceptions import AirflowFailException
 
 from sparkify.buckets import require_bucket
-from sparkify.operators.staged_changes import missing_objects
-from sparkify.staging.base import SourceObject, StageJob, validate_identifier
+from sparkify.staging.changes import missing_objects
+from sparkify.staging.base import SchemaDrift, SourceObject, StageJob, TooManyRejects, validate_identifier
 from sparkify.staging.ledger import Ledger
 from sparkify.warehouse import Warehouse
 from sparkify.window import run_window
@@ -21,6 +21,9 @@ if TYPE_CHECKING:
     from airflow.sdk import Context
 
     from sparkify.staging.base import StagingEngine
+
+# The failures of one object, where callers (and tests) have long imported them from.
+__all__ = ["SchemaDrift", "StageToRedshiftOperator", "TooManyRejects"]
 
 
 class StageToRedshiftOperator(BaseOperator):

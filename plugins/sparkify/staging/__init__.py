@@ -8,5 +8,6 @@ them to the engine for its warehouse's dialect, each with the same ``stage(objec
 - ``redshift.RedshiftCopyEngine``: one ``COPY`` from S3 with a manifest of the objects.
 
 Both record what they staged in the ledger tables (``ledger.Ledger``) in the transaction that
-stages it, and return a ``base.StageResult``.
+stages it, and return a ``base.StageResult``. ``changes`` queues what a change to the staged
+rows touches in the loaded star schema (``stale_sql``).
 """

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, Iterable, Iterator, Mapping
 
-from sparkify.operators.staged_changes import log_report, run_phase
+from sparkify.staging.changes import log_report, run_phase
 from sparkify.staging.base import utcnow
 from sparkify.warehouse import split_statements
 

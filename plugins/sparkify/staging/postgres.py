@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any, Iterable, Iterator
 
 from airflow.sdk.exceptions import AirflowFailException
 
-from sparkify.operators.staged_changes import log_report, run_phase
+from sparkify.staging.changes import log_report, run_phase
 from sparkify.staging.base import ObjectLoad, SchemaDrift, StageResult, TooManyRejects, utcnow
 from sparkify.staging.ledger import Ledger
 from sparkify.warehouse import split_statements

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any, Sequence
 
 from airflow.sdk.exceptions import AirflowFailException
 
-from sparkify.operators.staged_changes import log_report
+from sparkify.staging.changes import log_report
 from sparkify.staging.base import ObjectLoad, SchemaDrift, StageResult, utcnow
 from sparkify.staging.ledger import Ledger
 from sparkify.warehouse import first_code_line, split_statements
