@@ -83,7 +83,9 @@ class QualityChecksOperator(DialectContextMixin, BaseSQLOperator):
         ``rows`` (conditions every checked row must meet) and ``table`` (aggregates that must
         equal an expected scalar); see sparkify.quality.
     :param windowed: check only the run's window of the tables that name a ``window_column``
-        (and their rows where it is NULL, which no window holds).
+        (and their rows where it is NULL, which no window holds); the checks' SQL may bind the
+        window (``%(window_start)s``, ``%(window_end)s``). Off, no window is computed at all
+        (the audit runs on a daily schedule over all loaded hours).
     :param anomalies: also compare the window with its trailing days (sparkify.anomalies):
         ``baseline_days``, ``drop_factor`` and ``min_expected``.
     """
@@ -95,14 +97,16 @@ class QualityChecksOperator(DialectContextMixin, BaseSQLOperator):
                  **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.checks = checks
+        self.windowed = windowed
         self.anomalies = anomalies
         self.partitions = {table: window_clause(spec["window_column"])
                            for table, spec in checks.items() if windowed and "window_column" in spec}
         self.sql: list[str] = []  # the queries run: OpenLineage reads their tables as inputs
 
     def execute(self, context: Any) -> dict[str, Any]:
-        # The run's window and id, bound into the checks' SQL (the audit's checks use neither).
-        parameters = {**run_window(context).parameters(), "run_id": context["run_id"]}
+        # The run's window and id, bound into the checks' SQL.
+        window = run_window(context) if self.windowed else None
+        parameters = {**(window.parameters() if window else {}), "run_id": context["run_id"]}
         failures: list[str] = []
         for table, spec in self.checks.items():
             where = f" WHERE {self.partitions[table]}" if table in self.partitions else ""
@@ -128,7 +132,7 @@ class QualityChecksOperator(DialectContextMixin, BaseSQLOperator):
             self.log.info("Checks on %s:\n%s", table, format_table(report, ("check", "expected", "actual", "result")))
             if failing:
                 failures.append(f"{len(failing)} failing check(s) on {table}:\n" + "\n".join(failing))
-        anomalies = self._check_anomalies(run_window(context), failures) if self.anomalies else None
+        anomalies = self._check_anomalies(window, failures) if self.anomalies and window else None
         if failures:
             raise AirflowException("\n".join(failures))
         self.log.info("all %d checks passed on %s", len(self.check_results), ", ".join(self.checks))
