@@ -151,10 +151,10 @@ def test_a_failing_check_reports_fail(airflow_db):
     execute(airflow_db, "DROP TABLE IF EXISTS lineage_probe")
     execute(airflow_db, "CREATE TABLE lineage_probe (id integer)")
     execute(airflow_db, "INSERT INTO lineage_probe VALUES (1), (1), (-1), (NULL)")
-    check = QualityChecksOperator(task_id="probe", conn_id="sparkify_warehouse", checks={"lineage_probe": {
+    check = QualityChecksOperator(task_id="probe", conn_id="sparkify_warehouse", windowed=False, checks={"lineage_probe": {
         "columns": {"id": KEY}, "rows": {"id_positive": "id > 0", "id_small": "id IS NULL OR id < 10"}}})
-    with pytest.raises(AirflowException):
-        check.execute({})
+    with pytest.raises(AirflowException, match="failing check"):
+        check.execute({"run_id": "probe"})
     lineage = check.get_openlineage_facets_on_complete(None)
     (dataset,) = lineage.inputs
     assert dataset.name.endswith(".public.lineage_probe")

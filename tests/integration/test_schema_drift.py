@@ -256,7 +256,7 @@ def test_anomaly_checks_pass_on_normal_data(case, capfd):
 
 
 def test_anomaly_checks_fail_when_a_drift_is_let_through(case, capfd):
-    """The issue's case with the key allowed to be absent: staging passes, the loads give no
+    """The renamed key (userId to userID) allowed to be absent: staging passes, the loads give no
     songplays for the day, the quality checks agree (both sides are empty), the anomaly checks don't."""
     case.upload()
     assert run_etl(*DAY1_WINDOW).state == "success"

@@ -36,13 +36,14 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any, Iterator
 
+from sparkify.catalog import WAREHOUSE_CONN_ID
+
 REPO = Path(__file__).resolve().parents[2]
 DAGS_DIR = REPO / "dags"
 SQL_DIR = REPO / "include" / "sql"
 GOLDEN_DIR = REPO / "tests" / "redshift" / "golden"
 
 DAG_ID = "sparkify_etl"
-WAREHOUSE_CONN_ID = "sparkify_warehouse"
 WAREHOUSE_CONN_ENV = "AIRFLOW_CONN_" + WAREHOUSE_CONN_ID.upper()
 
 # One fixed scheduled run: the hour [00:00, 01:00) of 2018-11-01 (UTC).
