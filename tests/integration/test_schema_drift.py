@@ -8,7 +8,7 @@ objects stay as they were. Then the anomaly checks: they pass on normal data, pa
 or first-ever window, and fail, naming metric, value and baseline, when a drift was let through
 or the warehouse was broken on purpose.
 
-Expected values come from the input JSON (tests/model.py and the counts below), never from the
+Expected values come from the input JSON (tests/support/model.py and the counts below), never from the
 SQL under test.
 """
 
