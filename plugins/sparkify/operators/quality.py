@@ -91,7 +91,7 @@ class QualityChecksOperator(DialectContextMixin, BaseSQLOperator):
         ``baseline_days``, ``drop_factor`` and ``min_expected``.
     """
 
-    template_fields: Sequence[str] = (*BaseSQLOperator.template_fields, "checks", "partitions", "anomalies")
+    template_fields: Sequence[str] = (*BaseSQLOperator.template_fields, "checks", "anomalies")
     ui_color = "#d7e8f7"
 
     def __init__(self, *, checks: dict[str, dict], windowed: bool = True, anomalies: dict | None = None,
