@@ -89,18 +89,18 @@ def _parse(value: str) -> datetime:
 def backfill(api, start: datetime, hours: int, timeout: float = 3600) -> dict[str, Any]:
     """Backfill ``hours`` runs from ``start`` and wait; the wall time is measured from the
     request to the end of the last run, as the API reports them."""
-    from scripts.pipeline import wait_for
+    from scripts.pipeline import iso, wait_for
 
     end = start + timedelta(hours=hours)
     requested = datetime.now(timezone.utc)
     backfill_id = api.backfill(start, end, run_backwards=False)
-    runs = wait_for(api, lambda: api.runs(run_type="backfill", logical_date_gte=_iso(start), logical_date_lt=_iso(end)),
+    runs = wait_for(api, lambda: api.runs(run_type="backfill", logical_date_gte=iso(start), logical_date_lt=iso(end)),
                     done=lambda: api.backfill_done(backfill_id), timeout=timeout)
     failed = [run["dag_run_id"] for run in runs if run["state"] != "success"]
     if failed or len(runs) != hours:
         raise RuntimeError(f"{api.dag_id}: {len(runs)} runs of {hours}, failed: {failed[:5]}")
     wall = (max(_parse(run["end_date"]) for run in runs) - requested).total_seconds()
-    return {"wall_s": wall, "per_run_s": wall / hours, "runs": runs, "start": _iso(start)}
+    return {"wall_s": wall, "per_run_s": wall / hours, "runs": runs, "start": iso(start)}
 
 
 def one_run(api, hour: datetime) -> float:
@@ -108,10 +108,6 @@ def one_run(api, hour: datetime) -> float:
     result = backfill(api, hour, 1)
     run = result["runs"][0]
     return (_parse(run["end_date"]) - _parse(run["queued_at"])).total_seconds()
-
-
-def _iso(moment: datetime) -> str:
-    return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def run(bench: Bench) -> None:

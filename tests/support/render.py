@@ -35,6 +35,7 @@ from datetime import date, datetime
 from functools import lru_cache
 from pathlib import Path
 from typing import Any, Iterator
+from unittest import mock
 
 from sparkify.catalog import WAREHOUSE_CONN_ID
 
@@ -106,15 +107,8 @@ CONNECTIONS: dict[str, dict[str, Any]] = {
 def warehouse_connection(dialect: str) -> Iterator[None]:
     """Point ``sparkify_warehouse`` at a connection of the dialect's type (a key of
     CONNECTIONS: ``redshift-serverless`` is a Redshift one) while inside."""
-    previous = os.environ.get(WAREHOUSE_CONN_ENV)
-    os.environ[WAREHOUSE_CONN_ENV] = json.dumps(CONNECTIONS[dialect])
-    try:
+    with mock.patch.dict(os.environ, {WAREHOUSE_CONN_ENV: json.dumps(CONNECTIONS[dialect])}):
         yield
-    finally:
-        if previous is None:
-            os.environ.pop(WAREHOUSE_CONN_ENV, None)
-        else:
-            os.environ[WAREHOUSE_CONN_ENV] = previous
 
 
 @lru_cache(maxsize=1)

@@ -27,6 +27,7 @@ import tempfile
 import time
 import urllib.error
 import urllib.parse
+from unittest import mock
 import urllib.request
 from datetime import date
 from pathlib import Path
@@ -65,15 +66,8 @@ OPENER = urllib.request.build_opener(urllib.request.ProxyHandler({}))
 @contextlib.contextmanager
 def env_var(name: str, value: str):
     """Set a variable for the processes spawned inside the block (they copy os.environ)."""
-    saved = os.environ.get(name)
-    os.environ[name] = value
-    try:
+    with mock.patch.dict(os.environ, {name: value}):
         yield
-    finally:
-        if saved is None:
-            os.environ.pop(name, None)
-        else:
-            os.environ[name] = saved
 
 
 def with_login(passwords_file: Path) -> dict[str, str]:
