@@ -19,8 +19,6 @@ from typing import Any, Callable, Iterator
 
 REPO = Path(__file__).resolve().parent.parent
 SQL_DIR = REPO / "include" / "sql"
-AWS_CONN_ID = "sparkify_aws"
-WAREHOUSE_CONN_ID = "sparkify_warehouse"
 EPOCH = datetime(1970, 1, 1)
 
 # staging_events data columns, in the JSONPaths order, and the JSON key each one comes from.
@@ -87,6 +85,7 @@ def _template_dag(dag_id: str):
 
 def job_stage_ours(args: dict) -> dict:
     """Our StageToRedshiftOperator's PostgreSQL path: ``execute`` with a minimal context."""
+    from sparkify.catalog import AWS_CONN_ID, WAREHOUSE_CONN_ID
     from sparkify.operators import StageToRedshiftOperator
 
     operator = StageToRedshiftOperator(
@@ -136,6 +135,7 @@ def job_s3_to_sql(args: dict) -> dict:
     from functools import partial
 
     from airflow.providers.amazon.aws.transfers.s3_to_sql import S3ToSqlOperator
+    from sparkify.catalog import AWS_CONN_ID, WAREHOUSE_CONN_ID
 
     operator = S3ToSqlOperator(
         task_id="s3_to_sql",

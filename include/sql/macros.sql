@@ -28,6 +28,23 @@ LOCK TABLE {{ table }} IN {{ 'SHARE' if shared else 'SHARE ROW EXCLUSIVE' }} MOD
 {{ hour }} + INTERVAL '1 hour'
 {%- endmacro %}
 
+{#- The run's window on `column`, its bounds bound as parameters. -#}
+{% macro in_window(column) -%}
+{{ column }} >= %(window_start)s AND {{ column }} < %(window_end)s
+{%- endmacro %}
+
+{#- The rows of `table` a data-quality check sees, meeting `condition` when given. With
+    `window_column`, the run's window on it, and any row where it is NULL: such a row is in no
+    window, so only this way can a null check see it (Redshift enforces NOT NULL, but the
+    checks don't rely on the DDL). -#}
+{% macro checked_rows(table, window_column=none, condition=none) -%}
+FROM {{ table }}
+{%- if window_column or condition %} WHERE {% endif %}
+{%- if window_column %}({{ window_column }} IS NULL OR ({{ in_window(window_column) }})){% endif %}
+{%- if window_column and condition %} AND {% endif %}
+{%- if condition %}({{ condition }}){% endif %}
+{%- endmacro %}
+
 {#- A 28-bit hash of a row's values, to tell changed rows by sums of it per group. -#}
 {% macro row_hash(columns) -%}
 {%- set text -%}

@@ -24,16 +24,18 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Callable
 
-from sparkify.dag_defaults import SQL_DIR
 from sparkify.warehouse import split_statements
 
 BASELINE_DAYS = 7
 DROP_FACTOR = 2.0
 MIN_EXPECTED = 20
 STAGED_TABLE = "staging_events"
+# The events query, then the songplays one, for the staged columns given as ``columns``.
+METRICS_TEMPLATE = "checks/anomaly_metrics.sql"
 _IDENTIFIER = re.compile(r"^[a-z_][a-z0-9_]*$")
 
 GetRecords = Callable[[str, dict], list[tuple]]
+Render = Callable[..., str]
 
 
 @dataclass(frozen=True)
@@ -122,33 +124,22 @@ def failure_report(results: list[Result], drop_factor: float, window: tuple[date
     return f"{len(lines)} anomaly check(s) failed:\n" + "\n".join(lines)
 
 
-def render_metrics_sql(dialect: str, columns: list[str]) -> str:
-    """checks/anomaly_metrics.sql for these staged columns: the events query, then the songplays one."""
-    return _render("checks/anomaly_metrics.sql", dialect=dialect, columns=columns)
-
-
-def _render(template: str, **variables) -> str:
-    import jinja2
-
-    env = jinja2.Environment(loader=jinja2.FileSystemLoader(str(SQL_DIR)), undefined=jinja2.StrictUndefined)
-    return env.get_template(template).render(**variables)
-
-
-def check_anomalies(get_records: GetRecords, dialect: str, window_start: datetime, window_end: datetime,
+def check_anomalies(get_records: GetRecords, render: Render, window_start: datetime, window_end: datetime,
                     baseline_days: float = BASELINE_DAYS, drop_factor: float = DROP_FACTOR,
                     min_expected: float = MIN_EXPECTED) -> tuple[list[Result], datetime]:
     """Measure and judge every metric for [window_start, window_end); returns the results and
-    the baseline's start. ``get_records(sql, parameters)`` runs one query (``%(name)s`` binds)."""
+    the baseline's start. ``get_records(sql, parameters)`` runs one query (``%(name)s`` binds),
+    ``render(template, **variables)`` renders an include/sql template for the warehouse."""
     if baseline_days <= 0 or drop_factor < 1 or min_expected < 0:
         raise ValueError(f"baseline_days={baseline_days} must be > 0, drop_factor={drop_factor} >= 1 "
                          f"and min_expected={min_expected} >= 0")
-    columns = [name for name, *_ in get_records(_render("stage/columns.sql", dialect=dialect), {"table": STAGED_TABLE})]
+    columns = [name for name, *_ in get_records(render("stage/columns.sql"), {"table": STAGED_TABLE})]
     for column in columns:
         if not _IDENTIFIER.match(column):  # the names go into the query's text
             raise ValueError(f"{STAGED_TABLE} column {column!r} is not a plain lower-case SQL identifier")
     baseline_start = window_start - timedelta(days=baseline_days)
     params = {"window_start": window_start, "window_end": window_end, "baseline_start": baseline_start}
-    events_sql, songplays_sql = split_statements(render_metrics_sql(dialect, columns))
+    events_sql, songplays_sql = split_statements(render(METRICS_TEMPLATE, columns=columns))
     names = ["events", "plays", "plays_with_user", *(f"present_{index}" for index in range(len(columns)))]
     values: dict[str, dict[str, int]] = {}
     for period, *counts in get_records(events_sql, params):

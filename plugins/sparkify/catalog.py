@@ -15,8 +15,8 @@ if TYPE_CHECKING:
 AWS_CONN_ID = "sparkify_aws"
 WAREHOUSE_CONN_ID = "sparkify_warehouse"
 
-# One app-event log object per UTC day; ``day`` is a date.
-EVENTS_KEY = "log_data/{day:%Y}/{day:%m}/{day:%Y-%m-%d}-events.json"
+# One app-event log object per UTC day: a strftime pattern of the day.
+EVENTS_KEY = "log_data/%Y/%m/%Y-%m-%d-events.json"
 SONGS_PREFIX = "song_data/"
 
 STAR_TABLES = ("songplays", "users", "songs", "artists", "time")

@@ -1,5 +1,6 @@
-"""Data-quality checks, declared as data: one entry per table, run by common.sql's
-``SQLColumnCheckOperator`` and ``SQLTableCheckOperator``.
+"""Data-quality checks, declared as data: one entry per table, in the shape of common.sql's
+``SQLColumnCheckOperator`` and ``SQLTableCheckOperator`` arguments, and run by
+``sparkify.operators.quality.QualityChecksOperator``.
 
 ``window_column`` scopes a table's checks to the run's window, so their cost follows the
 hour and an empty hour passes. ``rows`` are conditions every row must meet (allowed values, ranges,
@@ -13,22 +14,10 @@ from __future__ import annotations
 NOT_NULL = {"null_check": {"equal_to": 0}}
 KEY = {"null_check": {"equal_to": 0}, "unique_check": {"equal_to": 0}}
 
-def window_predicate(column: str) -> str:
-    """The predicate selecting the run's window on ``column``, its bounds bound as parameters."""
-    return f"{column} >= %(window_start)s AND {column} < %(window_end)s"
-
-
-def window_clause(column: str) -> str:
-    """The rows a windowed table's checks see: the run's window on ``column``, and any row
-    whose ``column`` is NULL. Such a row is in no window, so only this way can a null check
-    see it (Redshift enforces NOT NULL, but the checks don't rely on the DDL)."""
-    return f"({column} IS NULL OR ({window_predicate(column)}))"
-
-
 # The window's distinct staged plays: what load/songplays.sql turns into one songplay each.
 STAGED_PLAYS = (
-    "SELECT DISTINCT userid, sessionid, iteminsession, ts FROM staging_events "
-    "WHERE page = 'NextSong' AND userid IS NOT NULL AND " + window_predicate("ts")
+    "{% import 'macros.sql' as m %}SELECT DISTINCT userid, sessionid, iteminsession, ts FROM staging_events "
+    "WHERE page = 'NextSong' AND userid IS NOT NULL AND {{ m.in_window('ts') }}"
 )
 # A staged play's songplay_id, by the macro load/songplays.sql derives it with.
 STAGED_PLAY_ID = "{% import 'macros.sql' as m %}{{ m.songplay_id('staged') }}"
@@ -38,7 +27,6 @@ STAGED_PLAY_ID = "{% import 'macros.sql' as m %}{{ m.songplay_id('staged') }}"
 # unit mix-up (seconds or microseconds read as milliseconds), never real data.
 TIME_PART_RANGES = (("hour", 0, 23), ("day", 1, 31), ("week", 1, 53), ("month", 1, 12),
                     ("year", 1970, 2100), ("weekday", 0, 6))
-
 
 
 def songplays_drift(scope: str) -> str:

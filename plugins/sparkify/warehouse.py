@@ -6,7 +6,8 @@ so switching targets is a matter of changing the connection, not the DAG.
 
 from __future__ import annotations
 
-from contextlib import closing, contextmanager
+import threading
+from contextlib import contextmanager
 from functools import cached_property
 from typing import Any, Iterator
 
@@ -46,6 +47,8 @@ class Warehouse:
 
     def __init__(self, conn_id: str):
         self.conn_id = conn_id
+        self._held: Any = None  # the open session's connection, while no transaction uses it
+        self._lock = threading.Lock()
 
     @cached_property
     def connection(self):
@@ -76,9 +79,29 @@ class Warehouse:
         return PostgresHook(postgres_conn_id=self.conn_id)
 
     @contextmanager
+    def session(self) -> Iterator[None]:
+        """Run the block's transactions on one connection, closed at the end. A task makes many
+        short ones (ledger reads, one query per checked table), and each connect costs a round
+        trip, plus a credentials call to AWS with Redshift's IAM auth. A transaction opened
+        while another holds the session's connection gets a connection of its own."""
+        conn = self.hook.get_conn()
+        self._held = conn
+        try:
+            yield
+        finally:
+            with self._lock:
+                self._held = None
+            conn.close()
+
+    @contextmanager
     def transaction(self) -> Iterator[Any]:
         """A cursor inside one transaction: committed if the block succeeds, rolled back if not."""
-        with closing(self.hook.get_conn()) as conn:
+        with self._lock:
+            conn, self._held = self._held, None
+        own = conn is None
+        if own:
+            conn = self.hook.get_conn()
+        try:
             conn.autocommit = False
             cursor = conn.cursor()
             if self.dialect == "redshift":
@@ -92,6 +115,12 @@ class Warehouse:
                 raise
             finally:
                 cursor.close()
+        finally:
+            if own:
+                conn.close()
+            else:
+                with self._lock:
+                    self._held = conn
 
     def get_records(self, sql: str, parameters: dict | None = None) -> list[tuple]:
         """Rows of one query, with values bound the same way on both dialects."""
@@ -100,10 +129,34 @@ class Warehouse:
             return cursor.fetchall()
 
 
-class DialectContextMixin:
-    """Adds ``dialect`` ('postgres' or 'redshift', from the connection type) to an operator's
-    template context, so SQL files express dialect differences in Jinja rather than in Python."""
+class WarehouseOperatorMixin:
+    """For operators with a warehouse connection ``conn_id``: the ``Warehouse``, ``dialect``
+    ('postgres' or 'redshift', from the connection type) in the template context so SQL files
+    express dialect differences in Jinja rather than in Python, and ``render_sql`` for the
+    templates an operator renders while it runs."""
+
+    conn_id: str
+
+    @cached_property
+    def warehouse(self) -> Warehouse:
+        return Warehouse(self.conn_id)
 
     def render_template_fields(self, context: Any, jinja_env: Any = None) -> None:
-        context["dialect"] = Warehouse(self.conn_id).dialect
+        context["dialect"] = self.warehouse.dialect
         super().render_template_fields(context, jinja_env)  # type: ignore[misc]
+
+    @cached_property
+    def sql_templates(self) -> Any:
+        """The task's Jinja environment, built once: each build starts with an empty template cache.
+        A task outside a DAG (no template search path) reads include/sql."""
+        if self.has_dag():  # type: ignore[attr-defined]
+            return self.get_template_env()  # type: ignore[attr-defined]
+        import jinja2
+
+        from sparkify.dag_defaults import SQL_DIR
+
+        return jinja2.Environment(loader=jinja2.FileSystemLoader(str(SQL_DIR)), undefined=jinja2.StrictUndefined)
+
+    def render_sql(self, template: str, **variables: Any) -> str:
+        """An include/sql template, rendered with the task's template environment and the dialect."""
+        return self.sql_templates.get_template(template).render(dialect=self.warehouse.dialect, **variables)

@@ -18,7 +18,9 @@ import pytest
 from airflow.sdk.exceptions import AirflowFailException
 
 from support.ports import free_port
-from support.pipeline import query, replace_bucket_contents, reset_warehouse, run_etl, s3_client, stage_operator
+from support.pipeline import (
+    query, replace_bucket_contents, reset_warehouse, run_etl, s3_client, stage_operator, window_context,
+)
 from scripts.sample_data import generate
 
 EVENTS_KEY = "log_data/2018/11/2018-11-01-events.json"
@@ -129,9 +131,9 @@ def test_every_record_is_staged_or_rejected_with_its_line_and_reason(stack, bad_
 def test_rejects_beyond_max_errors_fail_naming_file_line_and_reason(stack):
     # Through Airflow: the run fails (and creates the tables on the way).
     assert run_etl("2018-11-01T00:00:00Z", "2018-11-01T01:00:00Z", max_errors=2).state == "failed"
-    operator = stage_operator("stage_events", "2018-11-01T00:00:00Z", "2018-11-01T01:00:00Z", max_errors=2)
+    window = ("2018-11-01T00:00:00Z", "2018-11-01T01:00:00Z")
     with pytest.raises(AirflowFailException) as failure:
-        operator.execute({"run_id": "max-errors-test"})
+        stage_operator("stage_events", max_errors=2).execute(window_context(*window, run_id="max-errors-test"))
     message = str(failure.value)
     assert EVENTS_KEY in message and "line 4" in message and "length" in message and "max_errors=2" in message
     # Nothing from the failing object is half-staged.
@@ -146,8 +148,7 @@ def test_rejects_beyond_max_errors_fail_naming_file_line_and_reason(stack):
         assert (field or "") == want_field and want_reason in reason and run_id == "max-errors-test", line
 
     # A later run allowing more rejects stages the object; its rejects replace the kept ones.
-    stage_operator("stage_events", "2018-11-01T00:00:00Z", "2018-11-01T01:00:00Z", max_errors=10).execute(
-        {"run_id": "rerun"})
+    stage_operator("stage_events", max_errors=10).execute(window_context(*window, run_id="rerun"))
     after = query(stack, rejects_sql, (EVENTS_KEY,))
     assert [(line, field or "", run_id) for line, field, _, run_id in after] == [
         (number, field, "rerun") for number, field, _ in expected]
@@ -159,20 +160,20 @@ def test_configuration_problems_fail_without_retry(stack, airflow_db):
     window = ("2018-11-01T00:00:00Z", "2018-11-01T01:00:00Z")
 
     with pytest.raises(AirflowFailException, match="bucket 'no-such-bucket' does not exist"):
-        stage_operator("stage_events", *window, s3_bucket="no-such-bucket").execute({"run_id": "t"})
+        stage_operator("stage_events", s3_bucket="no-such-bucket").execute(window_context(*window))
 
     missing = f"s3://{airflow_db.bucket}/missing_json_path.json"
     with pytest.raises(AirflowFailException, match="JSONPaths file .* does not exist"):
-        stage_operator("stage_events", *window, json_format=missing).execute({"run_id": "t"})
+        stage_operator("stage_events", json_format=missing).execute(window_context(*window))
 
     s3_client(airflow_db).put_object(Bucket=airflow_db.bucket, Key="short_json_path.json",
                                      Body=json.dumps({"jsonpaths": ["$['artist']", "$['ts']"]}).encode())
     short = f"s3://{airflow_db.bucket}/short_json_path.json"
     with pytest.raises(AirflowFailException, match="2 paths but the table has 18 data columns"):
-        stage_operator("stage_events", *window, json_format=short).execute({"run_id": "t"})
+        stage_operator("stage_events", json_format=short).execute(window_context(*window))
 
     with pytest.raises(AirflowFailException, match="not a plain lower-case SQL identifier"):
-        stage_operator("stage_events", *window, table='staging_events"; DROP TABLE users; --').execute({"run_id": "t"})
+        stage_operator("stage_events", table='staging_events"; DROP TABLE users; --').execute(window_context(*window))
 
 
 def test_bad_credentials_fail_without_retry(stack, monkeypatch):
@@ -189,7 +190,7 @@ def test_bad_credentials_fail_without_retry(stack, monkeypatch):
         connection["extra"]["endpoint_url"] = f"http://127.0.0.1:{port}"
         monkeypatch.setenv("AIRFLOW_CONN_SPARKIFY_AWS", json.dumps(connection))
         with pytest.raises(AirflowFailException, match="has no access to it"):
-            stage_operator("stage_songs", None, None).execute({"run_id": "t"})
+            stage_operator("stage_songs").execute({"run_id": "t"})
     finally:
         server.terminate()
         server.wait(timeout=30)
@@ -219,7 +220,7 @@ def test_a_transient_s3_error_is_retried_not_failed(stack, monkeypatch):
         connection["extra"]["config_kwargs"] = {"retries": {"mode": "standard", "max_attempts": 1}}
         monkeypatch.setenv("AIRFLOW_CONN_SPARKIFY_AWS", json.dumps(connection))
         with pytest.raises(ClientError) as raised:
-            stage_operator("stage_songs", None, None).execute({"run_id": "t"})
+            stage_operator("stage_songs").execute({"run_id": "t"})
         assert not isinstance(raised.value, AirflowFailException)
         assert raised.value.response["ResponseMetadata"]["HTTPStatusCode"] == 503
     finally:

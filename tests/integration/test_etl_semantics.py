@@ -21,6 +21,7 @@ from support.pipeline import (
     star_snapshot, task_result, write_lines,
 )
 from scripts.sample_data import generate
+from sparkify.catalog import EVENTS_KEY
 
 HOUR = timedelta(hours=1)
 # Four hours across a day boundary, so runs touch two day files.
@@ -156,7 +157,7 @@ def test_users_take_the_latest_event_of_the_hours_loaded_so_far(dataset, stack):
     client = s3_client(stack)
     keys = []
     for day in sorted({hour.date() for hour in USER_HOURS}):
-        key = f"log_data/{day:%Y/%m/%Y-%m-%d}-events.json"
+        key = day.strftime(EVENTS_KEY)
         lines = [e for e in events if event_time(e["ts"]).date() == day]
         client.put_object(Bucket=stack.bucket, Key=key,
                           Body="".join(json.dumps(e) + "\n" for e in lines).encode())

@@ -51,6 +51,7 @@ What sqlglot can't check, and what we check instead
 
 from __future__ import annotations
 
+import copy
 import json
 import os
 import re
@@ -97,8 +98,8 @@ WHEN_OBJECTS_ARE_MISSING = {"stage/stage_missing_objects.sql"}
 MACRO_FILES = {"macros.sql", "load_history.sql"}
 # include/sql folders of other DAGs (sparkify_analytics), not sent by sparkify_etl.
 OTHER_DAGS_TEMPLATES = ("analytics/",)
-# Included by the quality checks' SQL (generated per table), not issued as files of their own
-# (but for render.ANOMALY_TEMPLATE, the anomaly checks' query).
+# Included by the quality checks' queries, not issued as files of their own (but for
+# render.ISSUED_CHECK_TEMPLATES).
 CHECK_TEMPLATES = ("checks/",)
 
 # Renders the pinned goldens must include (the brief: COPY, dimensions in both modes,
@@ -195,8 +196,8 @@ def test_every_sql_template_is_rendered():
         for path in (p.relative_to(SQL_DIR).as_posix() for p in SQL_DIR.rglob("*.sql"))
         if path not in MACRO_FILES and not path.startswith(OTHER_DAGS_TEMPLATES + CHECK_TEMPLATES)
     }
-    # checks/ files issued as queries of their own (the anomaly checks') are rendered too.
-    templates |= {render.ANOMALY_TEMPLATE}
+    # checks/ files issued as queries of their own are rendered too.
+    templates |= render.ISSUED_CHECK_TEMPLATES
     assert templates == {f.template for f in REDSHIFT_FILES if f.template}
 
 
@@ -521,14 +522,17 @@ def test_quality_checks_send_the_rendered_queries(captures, task_id):
     from sparkify.operators.quality import SAMPLE_ROWS
 
     capture = captures[task_id]
-    queries = check_queries(render.rendered_task(task_id, "redshift"))
-    assert [f.sql for f in REDSHIFT_FILES if f.task_id == task_id and f.template is None] == [
+    task = render.rendered_task(task_id, "redshift")
+    queries = check_queries(task)
+    assert [f.sql for f in REDSHIFT_FILES if f.task_id == task_id and f.template == render.CHECKS_TEMPLATE] == [
         query for query, _ in queries.values()]
     expected = [
         statement
         for query, checks in queries.values()
-        for statement in (query, *(f"{check.offending} LIMIT {SAMPLE_ROWS}" for check in checks))
+        for statement in (query, *(task.offending_query(check) for check in checks))
     ]
+    table_queries = {query for query, _ in queries.values()}
+    assert all(statement.endswith(f"LIMIT {SAMPLE_ROWS}") for statement in expected if statement not in table_queries)
     checks_sent, anomalies_sent = capture.executed[:len(expected)], capture.executed[len(expected):]
     assert [e.statement for e in checks_sent] == expected
     # Through the warehouse's transactions, the run's window and id bound as parameters.
@@ -922,8 +926,7 @@ def test_documented_serverless_connection_reads_the_sys_views(monkeypatch):
     (serverless,) = [block["sparkify_warehouse"] for block in blocks if isinstance(block, dict)
                      and block.get("sparkify_warehouse", {}).get("extra", {}).get("is_serverless")]
     monkeypatch.setenv(render.WAREHOUSE_CONN_ENV, json.dumps(serverless))
-    task = render.rendered_task("stage_events", "redshift")
-    monkeypatch.setenv(render.WAREHOUSE_CONN_ENV, json.dumps(serverless))  # rendered_task restored the env
+    task = copy.copy(render.etl_dag().get_task("stage_events"))
     assert task.warehouse.dialect == "redshift" and task.warehouse.serverless
     assert task._sql("stage/copy_load_errors.sql") == GOLDENS["copy_load_errors_serverless"]
 

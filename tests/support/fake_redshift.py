@@ -162,13 +162,16 @@ def _answer(operation: str, args: Any, capture: Capture) -> list[tuple]:
 
 
 class _FakeConnection:
-    def __init__(self, capture: Capture, via: str):
+    """``via`` says, when a cursor is opened, whose it is: a connection may outlive a transaction
+    (``Warehouse.session``)."""
+
+    def __init__(self, capture: Capture, via: Callable[[], str]):
         self._capture = capture
         self._via = via
         self.autocommit = False
 
     def cursor(self) -> _FakeCursor:
-        return _FakeCursor(self._capture, self._via, self)
+        return _FakeCursor(self._capture, self._via(), self)
 
     def commit(self) -> None:
         self._capture.commits += 1
@@ -236,14 +239,14 @@ def _check_answer(task, capture: Capture, checks_pass: bool) -> Callable[[str, A
 
 def use_fake_redshift(warehouse: Any, capture: Capture) -> None:
     """Point a ``sparkify.warehouse.Warehouse`` (on a Redshift connection) at the stand-in:
-    ``Warehouse.transaction`` and ``DbApiHook.run`` both open connections with ``get_conn()``,
-    recorded as ``via`` "transaction" or "hook"."""
+    ``Warehouse.transaction`` and ``DbApiHook.run`` both open connections with ``get_conn()``;
+    their cursors are recorded as ``via`` "transaction" or "hook"."""
     assert warehouse.dialect == "redshift"
     hook = warehouse.hook
     state = {"depth": 0}
 
     def get_conn():
-        return _FakeConnection(capture, "transaction" if state["depth"] else "hook")
+        return _FakeConnection(capture, lambda: "transaction" if state["depth"] else "hook")
 
     original = warehouse.transaction
 
@@ -282,8 +285,9 @@ def run_on_fake_redshift(task_id: str, copy_fails: bool = False, serverless: boo
     capture = Capture(copy_fails=copy_fails, null_column=null_column)
     is_check = task_id in check_tasks()
     context = task_context(**params)
-    with warehouse_connection("redshift-serverless" if serverless else "redshift"):
-        task = rendered_task(task_id, "redshift", context=context)
+    connection = "redshift-serverless" if serverless else "redshift"
+    with warehouse_connection(connection):
+        task = rendered_task(task_id, connection, context=context)
         # Every task reaches the warehouse through its Warehouse; the quality checks' DbApiHook
         # (get_first, get_records) is the Warehouse's hook too.
         use_fake_redshift(task.warehouse, capture)

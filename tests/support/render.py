@@ -62,9 +62,14 @@ CREDENTIALS = f"IAM_ROLE '{IAM_ROLE_ARN}'"
 REDSHIFT_PATH_TEMPLATES = ("stage/copy_from_s3.sql", "stage/copy_load_counts.sql", "stage/copy_load_errors.sql",
                            "stage/copy_column_counts.sql")
 
-# The anomaly checks' metrics query (sparkify.anomalies), sent by the quality-check task that has
-# ``anomalies`` after its table checks; a checks/ file issued as a query of its own.
+# The checks/ files the quality-check task issues as queries of their own: each table's checks,
+# one check as its report shows it, a failing check's offending rows, and the anomaly checks'
+# metrics (sparkify.anomalies). The others are included by these.
+CHECKS_TEMPLATE = "checks/table_checks.sql"
+CHECK_TEMPLATE = "checks/check.sql"
+OFFENDING_TEMPLATE = "checks/offending_rows.sql"
 ANOMALY_TEMPLATE = "checks/anomaly_metrics.sql"
+ISSUED_CHECK_TEMPLATES = {CHECKS_TEMPLATE, CHECK_TEMPLATE, OFFENDING_TEMPLATE, ANOMALY_TEMPLATE}
 
 # Staging columns that are bookkeeping, not data: stage/columns.sql leaves them out,
 # so COPY never lists them.
@@ -151,7 +156,8 @@ def task_context(**params: Any) -> dict[str, Any]:
 
 
 def rendered_task(task_id: str, dialect: str, context: dict[str, Any] | None = None, **params: Any):
-    """A copy of the DAG's task with its template fields rendered, as the task runner would."""
+    """A copy of the DAG's task with its template fields rendered, as the task runner would, for
+    a warehouse connection of ``dialect`` (a key of CONNECTIONS), which the task keeps."""
     task = copy.copy(etl_dag().get_task(task_id))
     # Its own lists and dicts, as a task runner's fresh operator has: what execute appends to
     # (QualityChecksOperator's check_results and sql) must not carry over from another run.
@@ -376,37 +382,43 @@ def stage_sql(dialect: str) -> list[SqlFile]:
 
 def check_queries(task) -> dict[str, tuple[str, list]]:
     """Per table, the one query a rendered QualityChecksOperator sends and the checks it measures,
-    built from the task's rendered ``checks`` and ``partitions`` as its ``execute`` builds them
-    (test_quality_checks_send_the_rendered_queries holds the two together)."""
+    built from the task's rendered ``checks`` by the operator's own methods, as ``execute`` builds
+    them (test_quality_checks_send_the_rendered_queries holds the two together)."""
     from sparkify.operators.quality import table_checks
 
     queries = {}
     for table, spec in task.checks.items():
-        where = f" WHERE {task.partitions[table]}" if table in task.partitions else ""
-        checks = table_checks(table, spec, where)
-        measures = ", ".join(f"{check.actual}, {check.expected}" for check in checks)
-        queries[table] = (f"SELECT {measures} FROM {table}{where}", checks)
+        checks = table_checks(table, spec)
+        queries[table] = (task.table_query(table, checks), checks)
     return queries
 
 
 def check_sql(dialect: str) -> list[SqlFile]:
-    """The quality-check queries, one per table (``quality_checks [<table>]``): generated at
-    run time, not files, so they have no template."""
-    return [
-        SqlFile(f"{task_id} [{table}]", task_id, None, dialect, query)
-        for task_id in check_tasks()
-        for table, (query, _) in check_queries(rendered_task(task_id, dialect)).items()
-    ]
+    """The quality-check queries: per table, the one that measures its checks
+    (``quality_checks [<table>]``), and per check, the check as the report shows it and the
+    query for its offending rows (sent when it fails)."""
+    files = []
+    for task_id in check_tasks():
+        task = rendered_task(task_id, dialect)
+        for table, (query, checks) in check_queries(task).items():
+            files.append(SqlFile(f"{task_id} [{table}]", task_id, CHECKS_TEMPLATE, dialect, query))
+            for check in checks:
+                files.append(SqlFile(f"{task_id} [{table}.{check.name}]", task_id, CHECK_TEMPLATE, dialect,
+                                     task.check_query(check)))
+                files.append(SqlFile(f"{task_id} [{table}.{check.name}, offending rows]", task_id, OFFENDING_TEMPLATE,
+                                     dialect, task.offending_query(check)))
+    return files
 
 
 def anomaly_sql(dialect: str) -> list[SqlFile]:
-    """The anomaly checks' metrics query (golden ``checks_anomaly_metrics``), as
-    ``sparkify.anomalies`` renders it for the staged table's columns, per task that runs them."""
-    from sparkify.anomalies import STAGED_TABLE, render_metrics_sql
+    """The anomaly checks' metrics query (golden ``checks_anomaly_metrics``), as the task that
+    runs them renders it for the staged table's columns."""
+    from sparkify.anomalies import METRICS_TEMPLATE, STAGED_TABLE
 
     columns = [row[0] for row in staging_columns(STAGED_TABLE)]
     return [
-        SqlFile(ANOMALY_TEMPLATE, task_id, ANOMALY_TEMPLATE, dialect, render_metrics_sql(dialect, columns),
+        SqlFile(METRICS_TEMPLATE, task_id, METRICS_TEMPLATE, dialect,
+                rendered_task(task_id, dialect).render_sql(METRICS_TEMPLATE, columns=columns),
                 golden="checks_anomaly_metrics")
         for task_id in anomaly_tasks()
     ]

@@ -5,12 +5,11 @@ from __future__ import annotations
 import re
 import time
 from datetime import datetime, timezone
-from functools import cached_property
 from typing import TYPE_CHECKING, Any, Sequence
 
 from airflow.sdk import BaseOperator
 
-from sparkify.warehouse import DialectContextMixin, Warehouse, first_code_line, split_statements
+from sparkify.warehouse import WarehouseOperatorMixin, first_code_line, split_statements
 from sparkify.window import run_window
 
 if TYPE_CHECKING:
@@ -19,7 +18,7 @@ if TYPE_CHECKING:
 WRITES = re.compile(r"(?:INSERT\s+INTO|DELETE\s+FROM|UPDATE)\s+(\w+)", re.IGNORECASE)
 
 
-class _WindowLoadOperator(DialectContextMixin, BaseOperator):
+class _WindowLoadOperator(WarehouseOperatorMixin, BaseOperator):
     """Runs one SQL template in one transaction, with the run's window bound as parameters."""
 
     template_fields: Sequence[str] = ("sql",)
@@ -38,10 +37,6 @@ class _WindowLoadOperator(DialectContextMixin, BaseOperator):
         self.table = table
         self.sql = sql
         self.conn_id = conn_id
-
-    @cached_property
-    def warehouse(self) -> Warehouse:
-        return Warehouse(self.conn_id)
 
     def _window_parameters(self, context: Context) -> dict[str, Any]:
         # WindowError is an AirflowFailException: a bad window fails the task without retries.
@@ -152,13 +147,14 @@ class LoadDimensionOperator(_WindowLoadOperator):
         parameters = self._window_parameters(context)
         how = "full refresh" if context["params"].get("full_refresh") else "merge"
         loaded = {}
-        for table, sql in self.sql.items():
-            self.log.info("::group::Loading %s (%s) for [%s, %s)", table, how,
-                          parameters["window_start"].isoformat(), parameters["window_end"].isoformat())
-            try:
-                with self.warehouse.transaction() as cursor:
-                    loaded[table], _ = self._run(cursor, sql, parameters, table)
-            finally:
-                self.log.info("::endgroup::")
-            self._log_counts(f"{table} ({how})", loaded[table], parameters)
+        with self.warehouse.session():
+            for table, sql in self.sql.items():
+                self.log.info("::group::Loading %s (%s) for [%s, %s)", table, how,
+                              parameters["window_start"].isoformat(), parameters["window_end"].isoformat())
+                try:
+                    with self.warehouse.transaction() as cursor:
+                        loaded[table], _ = self._run(cursor, sql, parameters, table)
+                finally:
+                    self.log.info("::endgroup::")
+                self._log_counts(f"{table} ({how})", loaded[table], parameters)
         return loaded

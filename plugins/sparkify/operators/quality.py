@@ -13,15 +13,13 @@ provider's operators' do.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from functools import cached_property
 from typing import Any, Sequence
 
 from airflow.providers.common.sql.operators.sql import BaseSQLOperator, SQLCheckResult, SQLColumnCheckOperator
 from airflow.sdk.exceptions import AirflowException, AirflowFailException
 
 from sparkify.lineage import PLACEHOLDER
-from sparkify.quality import window_clause
-from sparkify.warehouse import DialectContextMixin, Warehouse
+from sparkify.warehouse import WarehouseOperatorMixin
 from sparkify.window import Window, run_window
 
 SAMPLE_ROWS = 5
@@ -30,7 +28,8 @@ SAMPLE_ROWS = 5
 @dataclass(frozen=True)
 class Check:
     """One check on a table: ``actual`` (an aggregate over the checked rows) must equal
-    ``expected`` (a scalar SQL expression); ``offending`` lists rows that explain a failure."""
+    ``expected`` (a scalar SQL expression). A column check names its ``column``, a row check its
+    ``condition``; a reconciliation lists the rows that explain a failure with ``offending``."""
 
     table: str
     name: str
@@ -38,35 +37,25 @@ class Check:
     description: str
     actual: str
     expected: str
-    offending: str
     column: str | None = None
+    condition: str | None = None
+    offending: str | None = None
 
 
-def table_checks(table: str, spec: dict, where: str) -> list[Check]:
-    """The checks ``spec`` declares on ``table`` (see sparkify.quality), over the rows ``where``
-    (a WHERE clause, or '') selects."""
-    def also(condition: str) -> str:
-        return f"{where} AND ({condition})" if where else f" WHERE {condition}"
-
+def table_checks(table: str, spec: dict) -> list[Check]:
+    """The checks ``spec`` declares on ``table`` (see sparkify.quality)."""
     checks = []
     for column, kinds in spec.get("columns", {}).items():
         for kind in kinds:
-            actual = SQLColumnCheckOperator.column_checks[kind].format(column=column)
-            if kind == "unique_check":
-                offending = (f"SELECT {column}, COUNT(*) AS copies FROM {table}{where} "
-                             f"GROUP BY {column} HAVING COUNT(*) > 1 ORDER BY copies DESC")
-            else:
-                offending = f"SELECT * FROM {table}{also(f'{column} IS NULL')}"
             checks.append(Check(table, f"{column}.{kind}", kind.removesuffix("_check"), f"{column} {kind}",
-                                actual, "0", offending, column))
+                                SQLColumnCheckOperator.column_checks[kind].format(column=column), "0", column=column))
     for name, condition in spec.get("rows", {}).items():
         # CASE, not NOT (...): a row where the condition is NULL doesn't meet it either.
         checks.append(Check(table, name, "row_condition", condition,
-                            f"COUNT(CASE WHEN {condition} THEN NULL ELSE 1 END)", "0",
-                            f"SELECT * FROM {table}{also(f'(CASE WHEN {condition} THEN 0 ELSE 1 END) = 1')}"))
+                            f"COUNT(CASE WHEN {condition} THEN NULL ELSE 1 END)", "0", condition=condition))
     for name, measure in spec.get("table", {}).items():
         checks.append(Check(table, name, "reconciliation", measure["description"], measure["actual"],
-                            measure["expected"], measure["offending"]))
+                            measure["expected"], offending=measure["offending"]))
     return checks
 
 
@@ -76,7 +65,7 @@ def format_table(rows: list[tuple[str, ...]], header: tuple[str, ...]) -> str:
     return "\n".join("  ".join(str(value).ljust(width) for value, width in zip(line, widths)).rstrip() for line in lines)
 
 
-class QualityChecksOperator(DialectContextMixin, BaseSQLOperator):
+class QualityChecksOperator(WarehouseOperatorMixin, BaseSQLOperator):
     """
     Run the data-quality checks of several tables, each table's checks in one query.
 
@@ -100,8 +89,8 @@ class QualityChecksOperator(DialectContextMixin, BaseSQLOperator):
         self.checks = checks
         self.windowed = windowed
         self.anomalies = anomalies
-        self.partitions = {table: window_clause(spec["window_column"])
-                           for table, spec in checks.items() if windowed and "window_column" in spec}
+        self.window_columns = {table: spec["window_column"]
+                               for table, spec in checks.items() if windowed and "window_column" in spec}
         self.sql: list[str] = []  # the queries run: OpenLineage reads their tables as inputs
 
     def execute(self, context: Any) -> dict[str, Any]:
@@ -109,45 +98,60 @@ class QualityChecksOperator(DialectContextMixin, BaseSQLOperator):
         window = run_window(context) if self.windowed else None
         parameters = {**(window.parameters() if window else {}), "run_id": context["run_id"]}
         failures: list[str] = []
-        for table, spec in self.checks.items():
-            where = f" WHERE {self.partitions[table]}" if table in self.partitions else ""
-            checks = table_checks(table, spec, where)
-            measures = ", ".join(f"{check.actual}, {check.expected}" for check in checks)
-            query = f"SELECT {measures} FROM {table}{where}"
-            # The provider's SQL parser reads no driver placeholders: NULL stands in for each.
-            self.sql.append(PLACEHOLDER.sub("NULL", query))
-            (row,) = self.warehouse.get_records(query, parameters)
-            report, failing = [], []
-            for index, check in enumerate(checks):
-                actual, expected = row[2 * index], row[2 * index + 1]
-                if actual is None and check.column:  # SUM over no rows: an empty window has no nulls
-                    actual = 0
-                success = actual == expected
-                report.append((check.name, f"= {expected}", str(actual), "pass" if success else "FAIL"))
-                self.check_results.append(SQLCheckResult(
-                    name=check.name, check_type=check.check_type, success=success, column=check.column,
-                    table=table, expected=f"= {expected}", actual=str(actual), description=check.description,
-                    content=f"SELECT {check.expected} AS expected, {check.actual} AS actual FROM {table}{where}",
-                ))
-                if not success:
-                    failing.append(self._explain(check, expected, actual, where, parameters))
-            self.log.info("Checks on %s:\n%s", table, format_table(report, ("check", "expected", "actual", "result")))
-            if failing:
-                failures.append(f"{len(failing)} failing check(s) on {table}:\n" + "\n".join(failing))
-        anomalies = self._check_anomalies(window, failures) if self.anomalies and window else None
+        with self.warehouse.session():
+            for table, spec in self.checks.items():
+                failing = self._check_table(table_checks(table, spec), parameters)
+                if failing:
+                    failures.append(f"{len(failing)} failing check(s) on {table}:\n" + "\n".join(failing))
+            anomalies = self._check_anomalies(window, failures) if self.anomalies and window else None
         if failures:
             raise AirflowException("\n".join(failures))
         self.log.info("all %d checks passed on %s", len(self.check_results), ", ".join(self.checks))
         return {"checks": len(self.check_results), "anomalies": anomalies}
+
+    def table_query(self, table: str, checks: list[Check]) -> str:
+        """The one query that measures every check of ``table`` (include/sql/checks/table_checks.sql)."""
+        return self.render_sql("checks/table_checks.sql", table=table, checks=checks,
+                               window_column=self.window_columns.get(table))
+
+    def check_query(self, check: Check) -> str:
+        """``check`` as a query of its own, as reports show it (include/sql/checks/check.sql)."""
+        return self.render_sql("checks/check.sql", check=check, window_column=self.window_columns.get(check.table))
+
+    def offending_query(self, check: Check) -> str:
+        """A few rows that explain why ``check`` failed (include/sql/checks/offending_rows.sql)."""
+        return self.render_sql("checks/offending_rows.sql", check=check, sample_rows=SAMPLE_ROWS,
+                               window_column=self.window_columns.get(check.table))
 
     def get_db_hook(self) -> Any:
         # The hook our other operators use, built from the connection type directly: common.sql's
         # lookup through the providers manager costs a second or more per task process.
         return self.warehouse.hook
 
-    @cached_property
-    def warehouse(self) -> Warehouse:
-        return Warehouse(self.conn_id)
+    def _check_table(self, checks: list[Check], parameters: dict[str, Any]) -> list[str]:
+        """Measure one table's checks, log them as a table, and record each as a ``SQLCheckResult``.
+        Returns the report of each failing check."""
+        table = checks[0].table
+        query = self.table_query(table, checks)
+        # The provider's SQL parser reads no driver placeholders: NULL stands in for each.
+        self.sql.append(PLACEHOLDER.sub("NULL", query))
+        (row,) = self.warehouse.get_records(query, parameters)
+        report, failing = [], []
+        for index, check in enumerate(checks):
+            actual, expected = row[2 * index], row[2 * index + 1]
+            if actual is None and check.column:  # SUM over no rows: an empty window has no nulls
+                actual = 0
+            success = actual == expected
+            sql = self.check_query(check)
+            report.append((check.name, f"= {expected}", str(actual), "pass" if success else "FAIL"))
+            self.check_results.append(SQLCheckResult(
+                name=check.name, check_type=check.check_type, success=success, column=check.column, table=table,
+                expected=f"= {expected}", actual=str(actual), description=check.description, content=sql,
+            ))
+            if not success:
+                failing.append(self._explain(check, expected, actual, sql, parameters))
+        self.log.info("Checks on %s:\n%s", table, format_table(report, ("check", "expected", "actual", "result")))
+        return failing
 
     def _check_anomalies(self, window: Window, failures: list[str]) -> dict[str, int]:
         """The window's metrics against the trailing days; a failing one adds its report to
@@ -158,9 +162,8 @@ class QualityChecksOperator(DialectContextMixin, BaseSQLOperator):
         try:
             drop_factor = float(settings["drop_factor"])
             results, baseline_start = check_anomalies(
-                self.warehouse.get_records, self.warehouse.dialect, window.start, window.end,
-                float(settings["baseline_days"]),
-                drop_factor, float(settings["min_expected"]))
+                self.warehouse.get_records, self.render_sql, window.start, window.end,
+                float(settings["baseline_days"]), drop_factor, float(settings["min_expected"]))
         except ValueError as err:
             raise AirflowFailException(f"anomaly checks: {err}") from None
         self.log.info(
@@ -173,10 +176,9 @@ class QualityChecksOperator(DialectContextMixin, BaseSQLOperator):
             self.log.info("anomaly checks: all %d passed", len(results))
         return {"metrics": len(results), "judged": sum(result.status in ("pass", "FAIL") for result in results)}
 
-    def _explain(self, check: Check, expected: Any, actual: Any, where: str, parameters: dict[str, Any]) -> str:
+    def _explain(self, check: Check, expected: Any, actual: Any, sql: str, parameters: dict[str, Any]) -> str:
         """One failing check: its SQL, expected and actual values, and a few offending rows."""
-        sql = f"SELECT {check.expected} AS expected, {check.actual} AS actual FROM {check.table}{where}"
-        offending = f"{check.offending} LIMIT {SAMPLE_ROWS}"
+        offending = self.offending_query(check)
         rows = self.warehouse.get_records(offending, parameters)
         shown = "\n".join(f"    {row}" for row in rows) or "    (none found)"
         title = f"{check.table}.{check.name}" + ("" if check.column else f" ({check.description})")

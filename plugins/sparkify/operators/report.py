@@ -17,7 +17,7 @@ from airflow.sdk.exceptions import AirflowFailException
 
 from sparkify.buckets import require_bucket
 from sparkify.report import QueryResult, render_report
-from sparkify.warehouse import DialectContextMixin, Warehouse, split_statements
+from sparkify.warehouse import WarehouseOperatorMixin, split_statements
 
 if TYPE_CHECKING:
     from airflow.providers.amazon.aws.hooks.s3 import S3Hook
@@ -27,7 +27,7 @@ SAFE_KEY_PART = re.compile(r"[^A-Za-z0-9._=-]+")
 QUERY_NAME = re.compile(r"[a-z0-9_]+")  # it names a file and an HTML anchor
 
 
-class AnalyticsReportOperator(DialectContextMixin, BaseOperator):
+class AnalyticsReportOperator(WarehouseOperatorMixin, BaseOperator):
     """
     Run read-only analytics queries on the warehouse and publish a report to S3.
 
@@ -75,10 +75,6 @@ class AnalyticsReportOperator(DialectContextMixin, BaseOperator):
         self.snapshot_sql = snapshot_sql
         self.conn_id = conn_id
         self.aws_conn_id = aws_conn_id
-
-    @cached_property
-    def warehouse(self) -> Warehouse:
-        return Warehouse(self.conn_id)
 
     @cached_property
     def s3(self) -> S3Hook:

@@ -13,7 +13,7 @@ from sparkify.buckets import require_bucket
 from sparkify.staging.changes import missing_objects
 from sparkify.staging.base import SchemaDrift, SourceObject, StageJob, TooManyRejects, validate_identifier
 from sparkify.staging.ledger import Ledger
-from sparkify.warehouse import Warehouse
+from sparkify.warehouse import WarehouseOperatorMixin
 from sparkify.window import run_window
 
 if TYPE_CHECKING:
@@ -26,7 +26,7 @@ if TYPE_CHECKING:
 __all__ = ["SchemaDrift", "StageToRedshiftOperator", "TooManyRejects"]
 
 
-class StageToRedshiftOperator(BaseOperator):
+class StageToRedshiftOperator(WarehouseOperatorMixin, BaseOperator):
     """
     Stage JSON objects from S3 into a warehouse staging table.
 
@@ -42,8 +42,8 @@ class StageToRedshiftOperator(BaseOperator):
     :param table: staging table to load.
     :param s3_bucket: bucket holding the data.
     :param s3_key: an object key, or a prefix ending in ``/``. With ``per_day`` it is a
-        pattern formatted once per UTC day of the run's window (a ``datetime.date`` format),
-        e.g. ``log_data/{day:%Y}/{day:%m}/{day:%Y-%m-%d}-events.json``.
+        ``strftime`` pattern, formatted with each UTC day of the run's window, e.g.
+        ``log_data/%Y/%m/%Y-%m-%d-events.json`` (a literal ``%`` is written ``%%``).
     :param per_day: ``s3_key`` names one object per UTC day of the run's window.
     :param json_format: ``'auto'``, ``'auto ignorecase'`` or ``s3://bucket/jsonpaths.json``.
     :param region: the bucket's AWS region (Redshift's COPY needs it).
@@ -115,9 +115,10 @@ class StageToRedshiftOperator(BaseOperator):
         self.aws_conn_id = aws_conn_id
         self.redshift_conn_id = redshift_conn_id
 
-    @cached_property
-    def warehouse(self) -> Warehouse:
-        return Warehouse(self.redshift_conn_id)
+    @property
+    def conn_id(self) -> str:
+        """The warehouse connection, by the name the other operators give it."""
+        return self.redshift_conn_id
 
     @cached_property
     def s3(self) -> S3Hook:
@@ -134,6 +135,10 @@ class StageToRedshiftOperator(BaseOperator):
         except ValueError:
             raise AirflowFailException(f"max_errors={self.max_errors!r} is not an integer") from None
         require_bucket(self.s3, self.s3_bucket)
+        with self.warehouse.session():
+            return self._stage(context)
+
+    def _stage(self, context: Context) -> dict[str, int]:
         if self.create_tables:
             self._ensure_tables(context["run_id"])
 
@@ -202,7 +207,7 @@ class StageToRedshiftOperator(BaseOperator):
         from sparkify.schema import ensure_tables
 
         started = time.monotonic()
-        env = self.get_template_env()
+        env = self.sql_templates
         if ensure_tables(self.warehouse, self._sql, lambda template: env.loader.get_source(env, template)[0], run_id):
             self.log.info("schema: created the missing tables (include/sql/create) in %.2f s; "
                           "later runs skip the DDL while it is unchanged", time.monotonic() - started)
@@ -214,7 +219,7 @@ class StageToRedshiftOperator(BaseOperator):
     def _keys(self, context: Context) -> list[str]:
         """The keys (or prefix) to list: per day, the key pattern for each day of the run's window."""
         if self.per_day:
-            return [self.s3_key.format(day=day) for day in run_window(context).days]
+            return [day.strftime(self.s3_key) for day in run_window(context).days]
         return [self.s3_key]
 
     def _list_objects(self, keys: list[str]) -> Iterator[SourceObject]:
@@ -250,6 +255,4 @@ class StageToRedshiftOperator(BaseOperator):
                                self.warehouse, self.table)
 
     def _sql(self, template: str, **extra: Any) -> str:
-        env = self.get_template_env()
-        return env.get_template(template).render(dialect=self.warehouse.dialect, serverless=self.warehouse.serverless,
-                                                 table=self.table, **extra)
+        return self.render_sql(template, serverless=self.warehouse.serverless, table=self.table, **extra)
