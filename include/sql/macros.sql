@@ -99,7 +99,7 @@ md5(CAST({{ e }}.userid AS VARCHAR) || '|' || CAST({{ e }}.sessionid AS VARCHAR)
     the COPY's new rows replace by upsert key (before) or those new rows (after). -#}
 {% macro changed_rows(table, phase, upsert_keys=()) -%}
 {%- if dialect == 'postgres' -%}
-SELECT * FROM {{ table }} WHERE source_key = ANY(%(s3_keys)s)
+SELECT * FROM {{ table }} WHERE source_key = ANY(%(source_keys)s)
 {%- elif phase == 'before' -%}
 SELECT * FROM {{ table }} WHERE EXISTS (
     SELECT 1 FROM {{ table }}_new n

@@ -30,6 +30,16 @@ SUPPORT_TABLES = (
 # Every table include/sql/create/ defines (none references another, so any order works);
 # schema_version last, as it records that the others exist.
 CREATE_ORDER = (*SUPPORT_TABLES, *STAR_TABLES, "schema_version")
+# Columns renamed since their table was first deployed: (table, old name, new name), oldest first.
+# The DDL (include/sql/create) knows only the current names and CREATE TABLE IF NOT EXISTS leaves
+# an existing table as it is, so this history is kept here, with the other facts about the
+# tables: sparkify.schema renames what a warehouse still has under an old name before the DDL
+# runs. Keep an entry while a warehouse from before it may still be upgraded.
+RENAMED_COLUMNS = (
+    ("stage_load_ledger", "s3_key", "source_key"),
+    ("stage_key_presence", "s3_key", "source_key"),
+    ("stage_missing_objects", "s3_key", "source_key"),
+)
 ASSET_GROUP = "sparkify-warehouse"
 
 

@@ -177,8 +177,8 @@ def warehouse_state(stack) -> dict[str, list[tuple]]:
         )
     state["stage_load_ledger"] = rows(
         stack,
-        "SELECT table_name, s3_key, etag, size_bytes, lines_read, rows_staged, rows_rejected "
-        "FROM stage_load_ledger ORDER BY table_name, s3_key",
+        "SELECT table_name, source_key, etag, size_bytes, lines_read, rows_staged, rows_rejected "
+        "FROM stage_load_ledger ORDER BY table_name, source_key",
     )
     state["stage_rejects"] = rows(
         stack,
@@ -204,7 +204,8 @@ def object_rows(stack, table: str, key: str) -> dict[str, int]:
     """What is visible for one object: staged rows, ledger entries and rejects."""
     return {
         "staged": rows(stack, f"SELECT count(*) FROM {table} WHERE source_key = %s", (key,))[0][0],
-        "ledger": rows(stack, "SELECT count(*) FROM stage_load_ledger WHERE table_name = %s AND s3_key = %s", (table, key))[0][0],
+        "ledger": rows(stack, "SELECT count(*) FROM stage_load_ledger WHERE table_name = %s AND source_key = %s",
+                       (table, key))[0][0],
         "rejects": rows(stack, "SELECT count(*) FROM stage_rejects WHERE table_name = %s AND source_key = %s",
                         (table, key))[0][0],
     }

@@ -199,7 +199,8 @@ def test_s3_endpoint_stops_mid_stage(warehouse, dataset, clean, order, tmp_path)
     assert_nothing_staged(stack)
     assert rows(stack, "SELECT count(*) FROM songplays")[0][0] == 0
 
-    songs_ledger_sql = "SELECT s3_key, etag, loaded_at FROM stage_load_ledger WHERE table_name = 'staging_songs' ORDER BY s3_key"
+    songs_ledger_sql = ("SELECT source_key, etag, loaded_at FROM stage_load_ledger WHERE table_name = 'staging_songs' "
+                        "ORDER BY source_key")
     songs_ledger = rows(stack, songs_ledger_sql)
     assert len(songs_ledger) == len(dataset.lines["staging_songs"])
 

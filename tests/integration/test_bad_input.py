@@ -106,10 +106,10 @@ def test_every_record_is_staged_or_rejected_with_its_line_and_reason(stack, bad_
 
     # The ledger reconciles: lines read = rows staged + rows rejected, per object.
     for key, lines_read, staged, rejected in query(
-            stack, "SELECT s3_key, lines_read, rows_staged, rows_rejected FROM stage_load_ledger"):
+            stack, "SELECT source_key, lines_read, rows_staged, rows_rejected FROM stage_load_ledger"):
         assert lines_read == staged + rejected, key
     ledger = dict((key, (lines, staged, rejected)) for key, lines, staged, rejected in query(
-        stack, "SELECT s3_key, lines_read, rows_staged, rows_rejected FROM stage_load_ledger"))
+        stack, "SELECT source_key, lines_read, rows_staged, rows_rejected FROM stage_load_ledger"))
     assert ledger[EVENTS_KEY] == (records, len(staged_lines), len(rejects))
     assert ledger["song_data/Z/Z/Z/TRZZZEMPTY.json"] == (0, 0, 0)
     assert ledger["song_data/Z/Z/Z/TRZZZBROKEN.json"] == (1, 0, 1)

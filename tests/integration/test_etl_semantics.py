@@ -228,10 +228,10 @@ def test_concurrent_runs_give_the_same_warehouse(dataset, stack):
 
 def test_changed_object_replaces_its_rows_and_unchanged_objects_are_skipped(dataset, stack, tmp_path):
     assert run_etl(*WINDOW).state == "success"
-    ledger_before = dict(query(stack, "SELECT s3_key, run_id FROM stage_load_ledger"))
+    ledger_before = dict(query(stack, "SELECT source_key, run_id FROM stage_load_ledger"))
 
     assert run_etl(*WINDOW).state == "success"
-    assert dict(query(stack, "SELECT s3_key, run_id FROM stage_load_ledger")) == ledger_before, \
+    assert dict(query(stack, "SELECT source_key, run_id FROM stage_load_ledger")) == ledger_before, \
         "unchanged objects were staged again"
 
     changed = tmp_path / "changed"
@@ -250,7 +250,7 @@ def test_changed_object_replaces_its_rows_and_unchanged_objects_are_skipped(data
         staged = query(stack, "SELECT count(*) FROM staging_events WHERE source_key = %s",
                        ("log_data/2018/11/2018-11-01-events.json",))[0][0]
         assert staged == len(events)
-        ledger_after = dict(query(stack, "SELECT s3_key, run_id FROM stage_load_ledger"))
+        ledger_after = dict(query(stack, "SELECT source_key, run_id FROM stage_load_ledger"))
         changed_keys = {key for key in ledger_after if ledger_after[key] != ledger_before[key]}
         assert changed_keys == {"log_data/2018/11/2018-11-01-events.json"}
     finally:

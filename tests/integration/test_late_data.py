@@ -191,7 +191,7 @@ def test_deleted_objects_are_recorded_and_removed_only_when_asked(final_data, st
 
     [run] = run_hours(hour(12), remove_deleted_objects=remove)
     assert task_result(run, "stage_songs")["objects_missing"] == 1
-    recorded = query(stack, "SELECT s3_key, rows_staged, rows_removed FROM stage_missing_objects")
+    recorded = query(stack, "SELECT source_key, rows_staged, rows_removed FROM stage_missing_objects")
     assert recorded == [(gone_key, 1, remove)]
     # Kept, the staged song still matches; removed, the warehouse is that of the data left.
     assert_matches_model(stack, model_of(after_delete if remove else final_data, [*hours, hour(12)]))

@@ -211,7 +211,7 @@ def deleted_songplay(conn, loaded: Loaded) -> Broken:
 def bad_ledger_row(conn, loaded: Loaded) -> Broken:
     # One object's ledger entry claims a line that was neither staged nor rejected.
     day_file = "log_data/2018/11/2018-11-01-events.json"
-    assert conn.execute("UPDATE stage_load_ledger SET lines_read = lines_read + 1 WHERE s3_key = %s",
+    assert conn.execute("UPDATE stage_load_ledger SET lines_read = lines_read + 1 WHERE source_key = %s",
                         (day_file,)).rowcount == 1
     return Broken(CHECK_TASK, "stage_load_ledger.lines_reconcile", "= 0", 1,
                   "lines_read = rows_staged + rows_rejected", (repr(day_file),))
@@ -220,7 +220,7 @@ def bad_ledger_row(conn, loaded: Loaded) -> Broken:
 def ledger_lines_unknown(conn, loaded: Loaded) -> Broken:
     # A ledger entry that doesn't say how many lines it read can't show that none was lost.
     day_file = "log_data/2018/11/2018-11-01-events.json"
-    assert conn.execute("UPDATE stage_load_ledger SET lines_read = NULL WHERE s3_key = %s", (day_file,)).rowcount == 1
+    assert conn.execute("UPDATE stage_load_ledger SET lines_read = NULL WHERE source_key = %s", (day_file,)).rowcount == 1
     return Broken(CHECK_TASK, "stage_load_ledger.lines_reconcile", "= 0", 1,
                   "lines_read = rows_staged + rows_rejected", (repr(day_file),))
 

@@ -73,7 +73,8 @@ class Case:
         return dict(query(self.stack, "SELECT source_key, count(*) FROM staging_events GROUP BY source_key"))
 
     def ledger_keys(self) -> set[str]:
-        return {key for (key,) in query(self.stack, "SELECT s3_key FROM stage_load_ledger WHERE table_name = 'staging_events'")}
+        return {key for (key,) in query(self.stack,
+                                        "SELECT source_key FROM stage_load_ledger WHERE table_name = 'staging_events'")}
 
 
 @pytest.fixture
@@ -143,7 +144,7 @@ def test_a_key_missing_from_half_the_records_stages_with_a_warning(case, capfd):
     null_locations = sum(1 for event in thinned if not str(event.get("location") or "").strip())
     assert query(case.stack, "SELECT count(*) FROM staging_events WHERE source_key = %s AND location IS NULL",
                  (DAY2,))[0][0] == null_locations
-    assert query(case.stack, "SELECT records, present FROM stage_key_presence WHERE s3_key = %s AND json_key = 'location'",
+    assert query(case.stack, "SELECT records, present FROM stage_key_presence WHERE source_key = %s AND json_key = 'location'",
                  (DAY2,)) == [(len(events), len(events) - absent)]
     assert_matches_model(case.stack, case.model(BOTH_DAYS))
 
@@ -162,12 +163,12 @@ def test_a_new_key_stages_and_is_logged(case, capfd):
     assert (f"{case.url}{DAY2}: unknown keys, not staged: 'sessionKind' in {n:,} of {n:,} records, "
             f"'abTest' in 5 of {n:,} records") in log
     assert f"{case.url}{DAY1}: unknown keys" not in log
-    unknown = query(case.stack, "SELECT s3_key, json_key, records, present FROM stage_key_presence "
-                                "WHERE column_name IS NULL ORDER BY s3_key, json_key")
+    unknown = query(case.stack, "SELECT source_key, json_key, records, present FROM stage_key_presence "
+                                "WHERE column_name IS NULL ORDER BY source_key, json_key")
     assert unknown == [(DAY2, "abTest", n, 5), (DAY2, "sessionKind", n, n)]
     # Every mapped key is counted for each object: the 18 paths of log_json_path.json.
     paths = json.loads((case.data / "log_json_path.json").read_text())["jsonpaths"]
-    assert query(case.stack, "SELECT count(*) FROM stage_key_presence WHERE s3_key = %s AND column_name IS NOT NULL "
+    assert query(case.stack, "SELECT count(*) FROM stage_key_presence WHERE source_key = %s AND column_name IS NOT NULL "
                              "AND present = records", (DAY1,))[0][0] == len(paths)
     assert_matches_model(case.stack, case.model(BOTH_DAYS))
 

@@ -65,7 +65,7 @@ from sqlglot.errors import ParseError
 from support import fake_redshift, render
 from support.fake_redshift import run_on_fake_redshift
 from support.render import GOLDEN_DIR, SQL_DIR, bind, bind_samples, check_queries, render_all
-from sparkify.catalog import CREATE_ORDER
+from sparkify.catalog import CREATE_ORDER, RENAMED_COLUMNS
 from sparkify.schema import DDL_TEMPLATES, ddl_version, ensure_tables
 from sparkify.warehouse import UnsupportedWarehouse, Warehouse, split_statements
 
@@ -560,13 +560,16 @@ def test_quality_checks_pass_on_passing_results(captures, task_id):
 # --------------------------------------------------------------------------- the warehouse's tables
 
 
-def first_run_schema_statements() -> list[str]:
+def first_run_schema_statements(renames: list[str] = ()) -> list[str]:
     """What ensure_tables sends on an empty warehouse: whether schema_version exists, then the
-    lock, every DDL statement in CREATE_ORDER and the version record, in one transaction."""
+    lock, the look-up of old column names (and ``renames``, the renames it finds to make), every
+    DDL statement in CREATE_ORDER and the version record, in one transaction."""
     schema = {f.template: f.sql for f in REDSHIFT_FILES if f.template in render.schema_templates()}
     return [
         schema["schema/schema_version_exists.sql"],
         schema["create/create_tables_lock.sql"],
+        schema["schema/columns_to_rename.sql"],
+        *renames,
         *(s for table in CREATE_ORDER for s in split_statements(schema[f"create/{table}.sql"])),
         *split_statements(schema["schema/schema_version.sql"]),
     ]
@@ -636,6 +639,31 @@ def test_ensure_tables_runs_the_ddl_again_when_it_changed(fake_schema_warehouse)
     assert ensure_tables(warehouse, sql, edited, render.RUN_ID) is False
 
 
+def test_ensure_tables_renames_old_columns_before_the_ddl(fake_schema_warehouse):
+    """A warehouse whose tables still have columns under an old name (RENAMED_COLUMNS) gets them
+    renamed after the lock and before the DDL, in its transaction, in list order; the look-up
+    binds the old names as one parameter; the renames are Redshift SQL. A warehouse without
+    them gets no rename (test_ensure_tables_runs_the_ddl_once)."""
+    warehouse, sql, capture = fake_schema_warehouse
+    capture.schema_version = "the version of the DDL before the rename"
+    capture.old_columns = [(table, old) for table, old, _ in reversed(RENAMED_COLUMNS)] + [("songs", "title")]
+    assert ensure_tables(warehouse, sql, template_source, render.RUN_ID) is True
+
+    renames = [sql("schema/rename_column.sql", renamed_table=table, old_column=old, new_column=new)
+               for table, old, new in RENAMED_COLUMNS]
+    sent = capture.executed
+    assert [e.statement for e in sent[2:]] == first_run_schema_statements(renames)[1:]
+    assert sent[3].parameters == {"old_columns": render.SAMPLE_BINDS["old_columns"]}
+    assert {e.via for e in sent} == {"transaction"} and not any(e.error for e in sent)
+    assert capture.schema_version == current_version() and capture.rollbacks == 0
+    for (table, old, new), statement in zip(RENAMED_COLUMNS, renames):
+        tree = parse_redshift(statement)
+        assert isinstance(tree, exp.Alter) and tree.this.name == table
+        [action] = tree.args["actions"]
+        assert isinstance(action, exp.RenameColumn)
+        assert (action.this.name, action.args["to"].name) == (old, new)
+
+
 def test_ddl_version_covers_every_template_the_ddl_renders_from():
     """The version changes with the text of each DDL template and with the dialect; and every
     template the DDL imports is among DDL_TEMPLATES (a macro change would go unseen otherwise)."""
@@ -673,7 +701,8 @@ def test_staging_tasks_render_the_same_ddl():
     for task_id in tasks:
         task = render.rendered_task(task_id, "redshift")
         with render.warehouse_connection("redshift"):
-            renders.add(tuple(task._sql(template) for template in render.schema_templates()))
+            renders.add(tuple(task._sql(template, **render.schema_template_context(template))
+                              for template in render.schema_templates()))
     assert len(renders) == 1
 
 
@@ -721,7 +750,7 @@ def test_stage_records_redshifts_own_counts_in_the_ledger(captures, task_id):
                       if e.statement.lstrip().upper().startswith("INSERT INTO STAGE_LOAD_LEDGER")]
     rejected = {key: sum(1 for k, *_ in fake_redshift.COPY_LOAD_ERRORS if k == key) for key in fake_redshift.COPY_LINES_SCANNED}
     expected_keys = [render.EVENT_KEY] if task.table == "staging_events" else list(fake_redshift.SONG_KEYS)
-    assert {p["s3_key"]: (p["lines_read"], p["rows_staged"], p["rows_rejected"]) for p in ledger_inserts} == {
+    assert {p["source_key"]: (p["lines_read"], p["rows_staged"], p["rows_rejected"]) for p in ledger_inserts} == {
         key: (fake_redshift.COPY_LINES_SCANNED[key], fake_redshift.COPY_LINES_SCANNED[key] - rejected[key], rejected[key])
         for key in expected_keys
     }

@@ -60,6 +60,9 @@ class Capture:
     # The version in the stand-in's schema_version, set by the INSERT ensure_tables sends;
     # None: no schema_version table yet (an empty warehouse).
     schema_version: str | None = None
+    # The stand-in's (table, column) pairs that schema/columns_to_rename.sql looks for: the old
+    # names of sparkify.catalog.RENAMED_COLUMNS a warehouse from before a rename still has.
+    old_columns: list[tuple[str, str]] = field(default_factory=list)
 
 
 class _FakeCursor:
@@ -122,7 +125,8 @@ def _first_word(statement: str) -> str:
 
 def _answer(operation: str, args: Any, capture: Capture) -> list[tuple]:
     """Query results: schema/schema_version_*.sql from ``Capture.schema_version`` (which
-    schema/schema_version.sql's INSERT sets); the staging table's columns for stage/columns.sql;
+    schema/schema_version.sql's INSERT sets); schema/columns_to_rename.sql from
+    ``Capture.old_columns``; the staging table's columns for stage/columns.sql;
     for the stage/copy_load_*.sql queries, Redshift's account (COPY_LINES_SCANNED,
     COPY_LOAD_ERRORS) of the last COPY, which read the objects of the last manifest uploaded; for
     stage/copy_column_counts.sql, the rows that COPY loaded and a value in each of them in every
@@ -136,6 +140,9 @@ def _answer(operation: str, args: Any, capture: Capture) -> list[tuple]:
     if first_code_line(operation).upper().startswith("INSERT INTO SCHEMA_VERSION"):
         capture.schema_version = args["version"]
         return []
+    if "information_schema.columns" in operation and isinstance(args, dict) and "old_columns" in args:
+        return sorted((table, column) for table, column in capture.old_columns
+                      if f",{table}.{column}," in args["old_columns"])
     if "information_schema.columns" in operation and isinstance(args, dict):
         return list(staging_columns(args["table"]))
     if "CURRENT_SCHEMA" in operation.upper():

@@ -37,7 +37,7 @@ from pathlib import Path
 from typing import Any, Iterator
 from unittest import mock
 
-from sparkify.catalog import WAREHOUSE_CONN_ID
+from sparkify.catalog import RENAMED_COLUMNS, WAREHOUSE_CONN_ID
 
 REPO = Path(__file__).resolve().parents[2]
 DAGS_DIR = REPO / "dags"
@@ -230,11 +230,21 @@ def template_name(value: str) -> str:
 
 def schema_templates() -> list[str]:
     """What ``sparkify.schema.ensure_tables`` renders: the DDL of every table in
-    ``CREATE_ORDER``, the lock it creates them under, and its schema_version look-ups and record."""
+    ``CREATE_ORDER``, the lock it creates them under, its schema_version look-ups and record, and
+    the renames of old columns it makes first."""
     from sparkify.catalog import CREATE_ORDER
 
     return [*(f"create/{table}.sql" for table in CREATE_ORDER), "create/create_tables_lock.sql",
             *(f"schema/{path.name}" for path in sorted((SQL_DIR / "schema").glob("*.sql")))]
+
+
+def schema_template_context(template: str) -> dict[str, Any]:
+    """What ``ensure_tables`` adds to the context of a schema template: a column rename gets its
+    names (here the first of ``RENAMED_COLUMNS``); the others render with the task's alone."""
+    if template == "schema/rename_column.sql":
+        table, old, new = RENAMED_COLUMNS[0]
+        return {"renamed_table": table, "old_column": old, "new_column": new}
+    return {}
 
 
 def create_sql(dialect: str) -> list[SqlFile]:
@@ -244,7 +254,7 @@ def create_sql(dialect: str) -> list[SqlFile]:
     task = rendered_task(task_id, dialect)
     with warehouse_connection(dialect):
         return [
-            SqlFile(template, task_id, template, dialect, task._sql(template),
+            SqlFile(template, task_id, template, dialect, task._sql(template, **schema_template_context(template)),
                     golden=template.removesuffix(".sql").replace("/", "_"))
             for template in schema_templates()
         ]
@@ -482,7 +492,7 @@ SAMPLE_BINDS: dict[str, Any] = {
     "rows_removed": False,
     "run_id": RUN_ID,
     "table": "staging_events",
-    "s3_key": EVENT_KEY,
+    "source_key": EVENT_KEY,
     "etag": "0123456789abcdef0123456789abcdef",
     "size_bytes": 2_500_000,
     "lines_read": 3000,
@@ -494,6 +504,8 @@ SAMPLE_BINDS: dict[str, Any] = {
     "raw_text": '{"ts": "x"}',
     "baseline_start": datetime(2018, 10, 25, 0),
     "version": "0123456789abcdef0123456789abcdef",  # sparkify.schema.ddl_version's length
+    # sparkify.schema.rename_old_columns's list of the old names of RENAMED_COLUMNS.
+    "old_columns": "," + "".join(f"{table}.{old}," for table, old, _ in RENAMED_COLUMNS),
     "applied_at": WINDOW_END,
 }
 

@@ -6,7 +6,7 @@
 -- COPY can't tell a missing key from a null value (docs/production.md).
 CREATE TABLE IF NOT EXISTS stage_key_presence (
     table_name  VARCHAR(128) NOT NULL,
-    s3_key      VARCHAR(1024) NOT NULL,
+    source_key  VARCHAR(1024) NOT NULL,
     json_key    VARCHAR(256) NOT NULL,
     column_name VARCHAR(128),
     records     BIGINT NOT NULL,
@@ -14,4 +14,4 @@ CREATE TABLE IF NOT EXISTS stage_key_presence (
     run_id      VARCHAR(256),
     loaded_at   TIMESTAMP NOT NULL
 ){{ m.distribution('ALL') }};
-{{ m.index('stage_key_presence_source', 'stage_key_presence', 'table_name, s3_key') }}
+{{ m.index('stage_key_presence_source', 'stage_key_presence', 'table_name, source_key') }}

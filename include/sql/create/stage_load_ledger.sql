@@ -6,7 +6,7 @@
 -- scanned), so lines_read = rows_staged + rows_rejected shows that no record was lost.
 CREATE TABLE IF NOT EXISTS stage_load_ledger (
     table_name    VARCHAR(128) NOT NULL,
-    s3_key        VARCHAR(1024) NOT NULL,
+    source_key    VARCHAR(1024) NOT NULL,
     etag          VARCHAR(128) NOT NULL,
     size_bytes    BIGINT,
     lines_read    BIGINT,
@@ -14,5 +14,5 @@ CREATE TABLE IF NOT EXISTS stage_load_ledger (
     rows_rejected BIGINT,
     run_id        VARCHAR(256),
     loaded_at     TIMESTAMP NOT NULL,
-    PRIMARY KEY (table_name, s3_key)
+    PRIMARY KEY (table_name, source_key)
 ){{ m.distribution('ALL') }};

@@ -3,7 +3,7 @@
 {% if dialect == 'redshift' -%}
 LOCK stage_load_ledger;
 {%- else -%}
-SELECT pg_advisory_xact_lock(hashtext(%(table)s), hashtext(s3_key))
-FROM unnest(CAST(%(s3_keys)s AS TEXT[])) AS keys (s3_key)
-ORDER BY s3_key
+SELECT pg_advisory_xact_lock(hashtext(%(table)s), hashtext(source_key))
+FROM unnest(CAST(%(source_keys)s AS TEXT[])) AS keys (source_key)
+ORDER BY source_key
 {%- endif %}

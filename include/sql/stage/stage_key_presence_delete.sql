@@ -1,2 +1,2 @@
 -- Forget the key counts of these objects: their new versions are being staged, or their rows removed.
-DELETE FROM stage_key_presence WHERE table_name = %(table)s AND s3_key = ANY(%(s3_keys)s)
+DELETE FROM stage_key_presence WHERE table_name = %(table)s AND source_key = ANY(%(source_keys)s)

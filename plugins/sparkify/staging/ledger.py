@@ -36,14 +36,14 @@ class Ledger:
         return dict(rows)
 
     def lock_and_read_versions(self, cursor: Any, params: Mapping[str, Any]) -> dict[str, str]:
-        """Take the per-object locks of ``params["s3_keys"]`` and read their staged versions."""
+        """Take the per-object locks of ``params["source_keys"]`` and read their staged versions."""
         cursor.execute(self.job.render("stage/lock_objects.sql"), params)
         cursor.execute(self.job.render("stage/stage_load_ledger_etags.sql"), params)
         return dict(cursor.fetchall())
 
     @staticmethod
     def version_row(obj: SourceObject, load: ObjectLoad, **extra: Any) -> dict[str, Any]:
-        return {"s3_key": obj.key, "etag": obj.etag, "size_bytes": obj.size, "lines_read": load.records_read,
+        return {"source_key": obj.key, "etag": obj.etag, "size_bytes": obj.size, "lines_read": load.records_read,
                 "rows_staged": load.rows_staged, "rows_rejected": load.rows_rejected, **extra}
 
     def record_versions(self, cursor: Any, rows: list[dict[str, Any]]) -> None:
@@ -60,7 +60,7 @@ class Ledger:
     def keep_rejects(self, obj: SourceObject, rejects: list[dict[str, Any]]) -> None:
         """Record the rejects of an object that failed to stage, replacing those of an earlier
         failed attempt; its staging succeeding later replaces them again (no duplicates)."""
-        params = {"table": self.table, "s3_keys": [obj.key]}
+        params = {"table": self.table, "source_keys": [obj.key]}
         with self.job.warehouse.transaction() as cursor:
             if self.lock_and_read_versions(cursor, params).get(obj.key) == obj.etag:
                 return  # another run staged this version meanwhile, with its own rejects
@@ -71,10 +71,10 @@ class Ledger:
 
     def record_key_presence(self, cursor: Any, loads: Mapping[SourceObject, ObjectLoad], key_map: KeyMap,
                             params: Mapping[str, Any], run_id: str, loaded_at: Any) -> None:
-        """Replace the key presence of the objects in ``params["s3_keys"]`` with that of ``loads``."""
+        """Replace the key presence of the objects in ``params["source_keys"]`` with that of ``loads``."""
         cursor.execute(self.job.render("stage/stage_key_presence_delete.sql"), params)
         cursor.executemany(self.job.render("stage/stage_key_presence.sql"), [
-            {"table": self.table, "s3_key": obj.key, "json_key": key, "column_name": column, "records": records,
+            {"table": self.table, "source_key": obj.key, "json_key": key, "column_name": column, "records": records,
              "present": present, "run_id": run_id, "loaded_at": loaded_at}
             for obj, load in loads.items() for key, column, records, present in key_presence_rows(load.keys, key_map)
         ])
@@ -91,7 +91,7 @@ class Ledger:
                               ", ".join(found[:5]))
             with self.job.warehouse.transaction() as cursor:
                 cursor.executemany(self.job.render("stage/stage_missing_objects_found.sql", found=True),
-                                   [{**params, "s3_key": key} for key in found])
+                                   [{**params, "source_key": key} for key in found])
 
     def record_missing(self, missing: dict[str, str], run_id: str, remove: bool) -> None:
         """Log and record staged objects the listing no longer found; with ``remove``, remove
@@ -101,9 +101,9 @@ class Ledger:
             log.warning("%s: s3://%s/%s was staged (ETag %s) but is no longer listed; %s", self.table,
                         job.s3_bucket, key, missing[key],
                         "removing its rows" if remove else "its rows stay staged (remove_deleted_objects is off)")
-        params = {"table": self.table, "s3_keys": sorted(missing), "run_id": run_id, "queued_at": utcnow()}
+        params = {"table": self.table, "source_keys": sorted(missing), "run_id": run_id, "queued_at": utcnow()}
         record = split_statements(render("stage/stage_missing_objects.sql"))
-        per_key = [{**params, "s3_key": key, "rows_removed": remove, "seen_missing_at": params["queued_at"]}
+        per_key = [{**params, "source_key": key, "rows_removed": remove, "seen_missing_at": params["queued_at"]}
                    for key in sorted(missing)]
         with job.warehouse.transaction() as cursor:
             if remove:

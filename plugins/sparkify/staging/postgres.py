@@ -110,7 +110,7 @@ class PostgresStreamEngine:
             rejects = [reject for load in loads.values() for reject in load.rejects]
             break
         for reject in rejects[:5]:
-            self.job.log.warning("%s: rejected %s line %s: %s", self.table, reject["s3_key"], reject["source_line"],
+            self.job.log.warning("%s: rejected %s line %s: %s", self.table, reject["source_key"], reject["source_line"],
                                  reject["reason"])
         if len(rejects) > 5:
             self.job.log.warning("%s: %d more rejects in stage_rejects", self.table, len(rejects) - 5)
@@ -119,7 +119,7 @@ class PostgresStreamEngine:
     def _replace_objects(self, batch: list[SourceObject], parser: RecordParser, copy_sql: str, run_id: str,
                          pool: ThreadPoolExecutor) -> dict[SourceObject, ObjectLoad]:
         job, render = self.job, self.job.render
-        params: dict[str, Any] = {"table": self.table, "s3_keys": [obj.key for obj in batch]}
+        params: dict[str, Any] = {"table": self.table, "source_keys": [obj.key for obj in batch]}
         loads: dict[SourceObject, ObjectLoad] = {}
         with job.warehouse.transaction() as cursor:
             # Under the per-object locks, skip versions another run staged meanwhile.
@@ -129,7 +129,7 @@ class PostgresStreamEngine:
                 job.log.info("%s: %d objects were staged meanwhile by another run; skipped", self.table, len(batch) - len(todo))
             if not todo:
                 return loads
-            params.update(s3_keys=[obj.key for obj in todo], run_id=run_id, queued_at=utcnow())
+            params.update(source_keys=[obj.key for obj in todo], run_id=run_id, queued_at=utcnow())
             if job.stale_sql:
                 run_phase(cursor, render, job.stale_sql, "before", params)
             for statement in split_statements(render("stage/staging_object_rows.sql")):
@@ -208,7 +208,7 @@ class PostgresStreamEngine:
 
     def _reject(self, obj: SourceObject, line_number: int, line: bytes, err: RecordError, run_id: str) -> dict[str, Any]:
         return {
-            "table": self.table, "s3_key": obj.key, "source_line": line_number, "field": err.field,
+            "table": self.table, "source_key": obj.key, "source_line": line_number, "field": err.field,
             "reason": str(err)[:1000], "raw_text": line[:RAW_TEXT_LIMIT].decode("utf-8", "replace"),
             "run_id": run_id, "rejected_at": utcnow(),
         }
