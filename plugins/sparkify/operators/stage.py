@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import time
 from functools import cached_property
-from typing import TYPE_CHECKING, Any, Iterator, Sequence
+from typing import TYPE_CHECKING, Any, Sequence
 
 from airflow.sdk import BaseOperator
 from airflow.sdk.exceptions import AirflowFailException
 
 from sparkify.buckets import require_bucket
 from sparkify.staging.changes import missing_objects
-from sparkify.staging.base import SchemaDrift, SourceObject, StageJob, TooManyRejects, validate_identifier
+from sparkify.staging.base import SchemaDrift, StageJob, TooManyRejects, list_objects, validate_identifier
 from sparkify.staging.ledger import Ledger
 from sparkify.warehouse import WarehouseOperatorMixin
 from sparkify.window import run_window
@@ -73,7 +73,6 @@ class StageToRedshiftOperator(WarehouseOperatorMixin, BaseOperator):
         "s3_bucket", "s3_key", "json_format", "region", "max_errors",
         "remove_deleted_objects", "allow_absent_keys",
     )
-    template_fields_renderers = {"s3_key": "py"}
     ui_color = "#99e699"
 
     def __init__(
@@ -148,7 +147,7 @@ class StageToRedshiftOperator(WarehouseOperatorMixin, BaseOperator):
         urls = [f"s3://{self.s3_bucket}/{key}" for key in keys]
         shown = ", ".join(urls[:3]) + (f", ... {urls[-1]} ({len(urls)} keys)" if len(urls) > 3 else "")
         self.log.info("::group::Listing %s", shown)
-        listed = list(self._list_objects(keys))
+        listed = list(list_objects(self.s3, self.s3_bucket, keys, self.log))
         staged = ledger.staged_versions()
         new = [obj for obj in listed if staged.get(obj.key) != obj.etag]
         self.keys_read = [obj.key for obj in new]  # for get_openlineage_facets_on_complete
@@ -221,19 +220,6 @@ class StageToRedshiftOperator(WarehouseOperatorMixin, BaseOperator):
         if self.per_day:
             return [day.strftime(self.s3_key) for day in run_window(context).days]
         return [self.s3_key]
-
-    def _list_objects(self, keys: list[str]) -> Iterator[SourceObject]:
-        for key in keys:
-            if key.endswith("/"):
-                for meta in self.s3.iter_file_metadata(prefix=key, bucket_name=self.s3_bucket):
-                    if not meta["Key"].endswith("/"):
-                        yield SourceObject(meta["Key"], meta["ETag"].strip('"'), meta["Size"])
-                continue
-            head = self.s3.head_object(key, self.s3_bucket)
-            if head is None:
-                self.log.info("%s: no object s3://%s/%s; nothing to stage from it", self.table, self.s3_bucket, key)
-                continue
-            yield SourceObject(key, head["ETag"].strip('"'), head["ContentLength"])
 
     def _remove_missing(self) -> bool:
         """Whether to remove the rows of staged objects no longer listed: PostgreSQL only, where

@@ -6,7 +6,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from typing import TYPE_CHECKING, Any, Callable, Protocol, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator, Protocol, Sequence
 
 from airflow.sdk.exceptions import AirflowFailException
 
@@ -31,6 +31,22 @@ class SourceObject:
     key: str
     etag: str
     size: int
+
+
+def list_objects(s3: S3Hook, bucket: str, keys: Iterable[str], log: Any) -> Iterator[SourceObject]:
+    """The objects each key names: a prefix (ending in ``/``) lists those under it, any other key
+    is looked up on its own; a key with no object is logged and gives none."""
+    for key in keys:
+        if key.endswith("/"):
+            for meta in s3.iter_file_metadata(prefix=key, bucket_name=bucket):
+                if not meta["Key"].endswith("/"):
+                    yield SourceObject(meta["Key"], meta["ETag"].strip('"'), meta["Size"])
+            continue
+        head = s3.head_object(key, bucket)
+        if head is None:
+            log.info("no object s3://%s/%s; nothing to stage from it", bucket, key)
+            continue
+        yield SourceObject(key, head["ETag"].strip('"'), head["ContentLength"])
 
 
 @dataclass
