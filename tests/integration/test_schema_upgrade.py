@@ -13,7 +13,9 @@ from datetime import date, datetime
 
 import pytest
 
-from support.pipeline import execute, query, replace_bucket_contents, reset_warehouse, s3_client, stage_operator
+from support.pipeline import (
+    execute, query, replace_bucket_contents, reset_warehouse, s3_client, stage_operator, window_context,
+)
 from scripts.sample_data import generate
 from sparkify.catalog import CREATE_ORDER
 from sparkify.warehouse import split_statements
@@ -43,7 +45,7 @@ def columns(stack, table: str) -> list[str]:
 def create_old_warehouse(stack) -> None:
     """Every table as the DDL before the rename created it (today's DDL, the renamed tables with
     s3_key, their primary keys and index included), and its version recorded."""
-    task = stage_operator("stage_events", *WINDOW)
+    task = stage_operator("stage_events")
     for table in CREATE_ORDER:
         ddl = task._sql(f"create/{table}.sql")
         if table in RENAMED:
@@ -75,7 +77,7 @@ def test_old_key_columns_are_renamed_keeping_the_ledger(stack):
     missing = query(stack, "SELECT * FROM stage_missing_objects")
 
     # The next run renames the columns and skips the object its ledger holds at that ETag.
-    result = stage_operator("stage_events", *WINDOW).execute({"run_id": "after-the-rename"})
+    result = stage_operator("stage_events").execute(window_context(*WINDOW, run_id="after-the-rename"))
     assert (result["objects_listed"], result["objects_new"], result["rows_staged"]) == (1, 0, 0)
     for table in RENAMED:
         found = columns(stack, table)
@@ -99,7 +101,7 @@ def test_old_key_columns_are_renamed_keeping_the_ledger(stack):
     s3_client(stack).put_object(Bucket=stack.bucket, Key=EVENTS_KEY,
                                 Body=s3_client(stack).get_object(Bucket=stack.bucket, Key=EVENTS_KEY)["Body"].read()
                                 + b"\n")
-    result = stage_operator("stage_events", *WINDOW).execute({"run_id": "changed"})
+    result = stage_operator("stage_events").execute(window_context(*WINDOW, run_id="changed"))
     assert (result["objects_new"], result["rows_staged"]) == (1, 40)
     assert query(stack, "SELECT source_key, run_id FROM stage_load_ledger") == [(EVENTS_KEY, "changed")]
     assert query(stack, "SELECT DISTINCT source_key, run_id FROM stage_key_presence") == [(EVENTS_KEY, "changed")]
