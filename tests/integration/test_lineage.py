@@ -20,6 +20,7 @@ import pytest
 from support import REPO
 from support.pipeline import execute, replace_bucket_contents, reset_warehouse
 from scripts.sample_data import generate
+from sparkify.catalog import WAREHOUSE_CONN_ID
 
 START, END = "2018-11-01T00:00:00Z", "2018-11-01T06:00:00Z"
 STAGING = {"stage_events": "staging_events", "stage_songs": "staging_songs"}
@@ -151,7 +152,7 @@ def test_a_failing_check_reports_fail(airflow_db):
     execute(airflow_db, "DROP TABLE IF EXISTS lineage_probe")
     execute(airflow_db, "CREATE TABLE lineage_probe (id integer)")
     execute(airflow_db, "INSERT INTO lineage_probe VALUES (1), (1), (-1), (NULL)")
-    check = QualityChecksOperator(task_id="probe", conn_id="sparkify_warehouse", windowed=False, checks={"lineage_probe": {
+    check = QualityChecksOperator(task_id="probe", conn_id=WAREHOUSE_CONN_ID, windowed=False, checks={"lineage_probe": {
         "columns": {"id": KEY}, "rows": {"id_positive": "id > 0", "id_small": "id IS NULL OR id < 10"}}})
     with pytest.raises(AirflowException, match="failing check"):
         check.execute({"run_id": "probe"})

@@ -65,7 +65,7 @@ from sqlglot.errors import ParseError
 from support import fake_redshift, render
 from support.fake_redshift import run_on_fake_redshift
 from support.render import GOLDEN_DIR, SQL_DIR, bind, bind_samples, check_queries, render_all
-from sparkify.catalog import CREATE_ORDER, RENAMED_COLUMNS
+from sparkify.catalog import AWS_CONN_ID, CREATE_ORDER, RENAMED_COLUMNS, WAREHOUSE_CONN_ID
 from sparkify.schema import DDL_TEMPLATES, ddl_version, ensure_tables
 from sparkify.warehouse import UnsupportedWarehouse, Warehouse, split_statements
 
@@ -199,6 +199,14 @@ def test_every_sql_template_is_rendered():
     # checks/ files issued as queries of their own are rendered too.
     templates |= render.ISSUED_CHECK_TEMPLATES
     assert templates == {f.template for f in REDSHIFT_FILES if f.template}
+
+
+@pytest.mark.parametrize("task_id", [*render.staging_tasks(), *render.check_tasks()])
+def test_tasks_compile_each_template_once(task_id):
+    """The templates a task renders while it runs (one per check, several per staging batch) are
+    compiled once per task: Airflow's own environment caches none."""
+    env = render.rendered_task(task_id, "redshift").sql_templates
+    assert env.get_template("macros.sql") is env.get_template("macros.sql")
 
 
 def test_check_templates_are_rendered_into_the_checks():
@@ -906,13 +914,13 @@ def test_driver_accepts_every_bind_parameter(captures):
 
 def documented_connections() -> dict[str, dict]:
     """The connections JSON of docs/production.md (conn id -> connection), the block that
-    holds ``sparkify_warehouse``."""
+    holds the warehouse connection the DAGs use."""
     text = (REPO / "docs" / "production.md").read_text()
     for match in re.finditer(r"```json\n(.*?)```", text, re.S):
         block = json.loads(match.group(1))
-        if isinstance(block, dict) and "sparkify_warehouse" in block:
+        if isinstance(block, dict) and WAREHOUSE_CONN_ID in block:
             return block
-    raise AssertionError("docs/production.md has no JSON block with the sparkify_warehouse connection")
+    raise AssertionError(f"docs/production.md has no JSON block with the {WAREHOUSE_CONN_ID} connection")
 
 
 def test_documented_connections_work(monkeypatch, tmp_path):
@@ -924,14 +932,14 @@ def test_documented_connections_work(monkeypatch, tmp_path):
     from airflow.secrets.local_filesystem import load_connections_dict
 
     documented = documented_connections()
-    assert {"sparkify_aws", "sparkify_warehouse"} <= documented.keys()
+    assert {AWS_CONN_ID, WAREHOUSE_CONN_ID} <= documented.keys()
     (tmp_path / "connections.json").write_text(json.dumps(documented))
     imported = load_connections_dict(str(tmp_path / "connections.json"))
-    assert imported["sparkify_warehouse"].conn_type == "redshift"
+    assert imported[WAREHOUSE_CONN_ID].conn_type == "redshift"
     for conn_id, value in documented.items():
         monkeypatch.setenv(f"AIRFLOW_CONN_{conn_id.upper()}", json.dumps(value))
 
-    warehouse = Warehouse("sparkify_warehouse")
+    warehouse = Warehouse(WAREHOUSE_CONN_ID)
     assert warehouse.dialect == "redshift"
     assert isinstance(warehouse.hook, RedshiftSQLHook)
     connection = warehouse.connection
@@ -939,10 +947,10 @@ def test_documented_connections_work(monkeypatch, tmp_path):
     assert extra["iam"] is True and extra["cluster_identifier"] and extra["db_user"] == connection.login
     assert connection.login and connection.schema and not connection.password
     # The hook gets IAM credentials through this AWS connection; the docs define it.
-    assert warehouse.hook.aws_conn_id == "sparkify_aws"
+    assert warehouse.hook.aws_conn_id == AWS_CONN_ID
 
     # The COPY credentials come from the AWS connection's role_arn.
-    aws = S3Hook(aws_conn_id="sparkify_aws")
+    aws = S3Hook(aws_conn_id=AWS_CONN_ID)
     assert re.fullmatch(r"arn:aws:iam::\d{12}:role/[\w+=,.@/-]+", aws.conn_config.role_arn)
     assert aws.conn_config.region_name
 
@@ -952,8 +960,8 @@ def test_documented_serverless_connection_reads_the_sys_views(monkeypatch):
     Serverless branch: the staging SQL rendered for it is the pinned serverless render."""
     text = (REPO / "docs" / "production.md").read_text()
     blocks = [json.loads(match.group(1)) for match in re.finditer(r"```json\n(.*?)```", text, re.S)]
-    (serverless,) = [block["sparkify_warehouse"] for block in blocks if isinstance(block, dict)
-                     and block.get("sparkify_warehouse", {}).get("extra", {}).get("is_serverless")]
+    (serverless,) = [block[WAREHOUSE_CONN_ID] for block in blocks if isinstance(block, dict)
+                     and block.get(WAREHOUSE_CONN_ID, {}).get("extra", {}).get("is_serverless")]
     monkeypatch.setenv(render.WAREHOUSE_CONN_ENV, json.dumps(serverless))
     task = copy.copy(render.etl_dag().get_task("stage_events"))
     assert task.warehouse.dialect == "redshift" and task.warehouse.serverless

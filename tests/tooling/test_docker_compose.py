@@ -159,12 +159,14 @@ def test_connections_and_variables(services):
 
 
 def test_connections_select_the_postgres_dialect(services, monkeypatch):
+    from sparkify.catalog import AWS_CONN_ID, WAREHOUSE_CONN_ID
     from sparkify.warehouse import Warehouse
 
     env = environment(services["airflow-worker"])
-    for name in ("AIRFLOW_CONN_SPARKIFY_AWS", "AIRFLOW_CONN_SPARKIFY_WAREHOUSE"):
+    # The compose file defines the connections under the ids the DAGs use.
+    for name in (f"AIRFLOW_CONN_{conn_id.upper()}" for conn_id in (AWS_CONN_ID, WAREHOUSE_CONN_ID)):
         monkeypatch.setenv(name, env[name])
-    assert Warehouse("sparkify_warehouse").dialect == "postgres"
+    assert Warehouse(WAREHOUSE_CONN_ID).dialect == "postgres"
 
 
 def runtime_requirements() -> dict[str, str]:
