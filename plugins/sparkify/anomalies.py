@@ -19,12 +19,11 @@ metrics are data (``FIXED_METRICS`` plus one per staged column).
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Callable
 
-from sparkify.warehouse import split_statements
+from sparkify.warehouse import split_statements, validate_identifier
 
 BASELINE_DAYS = 7
 DROP_FACTOR = 2.0
@@ -32,7 +31,6 @@ MIN_EXPECTED = 20
 STAGED_TABLE = "staging_events"
 # The events query, then the songplays one, for the staged columns given as ``columns``.
 METRICS_TEMPLATE = "checks/anomaly_metrics.sql"
-_IDENTIFIER = re.compile(r"^[a-z_][a-z0-9_]*$")
 
 GetRecords = Callable[[str, dict], list[tuple]]
 Render = Callable[..., str]
@@ -135,8 +133,7 @@ def check_anomalies(get_records: GetRecords, render: Render, window_start: datet
                          f"and min_expected={min_expected} >= 0")
     columns = [name for name, *_ in get_records(render("stage/columns.sql"), {"table": STAGED_TABLE})]
     for column in columns:
-        if not _IDENTIFIER.match(column):  # the names go into the query's text
-            raise ValueError(f"{STAGED_TABLE} column {column!r} is not a plain lower-case SQL identifier")
+        validate_identifier(column, f"{STAGED_TABLE} column")  # the names go into the query's text
     baseline_start = window_start - timedelta(days=baseline_days)
     params = {"window_start": window_start, "window_end": window_end, "baseline_start": baseline_start}
     events_sql, songplays_sql = split_statements(render(METRICS_TEMPLATE, columns=columns))

@@ -23,8 +23,7 @@ from datetime import datetime, timezone
 from typing import Any, Callable
 
 from sparkify.catalog import CREATE_ORDER, RENAMED_COLUMNS
-from sparkify.staging.base import validate_identifier
-from sparkify.warehouse import Warehouse, split_statements
+from sparkify.warehouse import Warehouse, split_statements, validate_identifier
 
 log = logging.getLogger(__name__)
 

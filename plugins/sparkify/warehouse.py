@@ -6,16 +6,19 @@ so switching targets is a matter of changing the connection, not the DAG.
 
 from __future__ import annotations
 
+import re
 import threading
 from contextlib import contextmanager
 from functools import cached_property
 from typing import Any, Iterator
 
 from airflow.providers.common.sql.hooks.sql import DbApiHook
+from airflow.sdk.exceptions import AirflowFailException
 
 from sparkify.catalog import AWS_CONN_ID
 
 DIALECTS = {"postgres": "postgres", "redshift": "redshift"}
+IDENTIFIER = re.compile(r"^[a-z_][a-z0-9_]*$")
 # More than the templates one task renders (include/sql holds about 60).
 TEMPLATE_CACHE_SIZE = 200
 
@@ -31,6 +34,14 @@ def dialect_for(conn_type: str) -> str:
         raise UnsupportedWarehouse(
             f"warehouse connection type {conn_type!r} is not supported; use 'postgres' or 'redshift'"
         ) from None
+
+
+def validate_identifier(name: str, what: str) -> str:
+    """``name``, checked to be a plain lower-case SQL identifier: names that go into a statement's
+    text (tables, columns) rather than bound as values."""
+    if not IDENTIFIER.match(name):
+        raise AirflowFailException(f"{what} {name!r} is not a plain lower-case SQL identifier")
+    return name
 
 
 def split_statements(sql: str) -> list[str]:
@@ -87,7 +98,8 @@ class Warehouse:
         trip, plus a credentials call to AWS with Redshift's IAM auth. A transaction opened
         while another holds the session's connection gets a connection of its own."""
         conn = self.hook.get_conn()
-        self._held = conn
+        with self._lock:
+            self._held = conn
         try:
             yield
         finally:

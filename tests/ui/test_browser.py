@@ -27,10 +27,10 @@ import tempfile
 import time
 import urllib.error
 import urllib.parse
-from unittest import mock
 import urllib.request
 from datetime import date
 from pathlib import Path
+from unittest import mock
 
 import pytest
 
@@ -61,13 +61,6 @@ pytestmark = [
 ]
 
 OPENER = urllib.request.build_opener(urllib.request.ProxyHandler({}))
-
-
-@contextlib.contextmanager
-def env_var(name: str, value: str):
-    """Set a variable for the processes spawned inside the block (they copy os.environ)."""
-    with mock.patch.dict(os.environ, {name: value}):
-        yield
 
 
 def with_login(passwords_file: Path) -> dict[str, str]:
@@ -134,7 +127,8 @@ def ui_stack():
     with os.fdopen(fd, "w") as fh:
         json.dump({UI_USER: stack.ui_password}, fh)
     try:
-        with env_var("SPARKIFY_RUN_DEADLINE_MINUTES", DEADLINE_MINUTES):
+        # The stack's processes copy os.environ when they start.
+        with mock.patch.dict(os.environ, {"SPARKIFY_RUN_DEADLINE_MINUTES": DEADLINE_MINUTES}):
             stack.up()
         data_dir = state / "data"
         generate(data_dir, seed=21, songs=60, start_day=date(2018, 11, 1), days=1, events_per_day=EVENTS_PER_DAY,

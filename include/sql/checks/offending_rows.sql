@@ -5,7 +5,7 @@
 {% if check.check_type == 'unique' -%}
 SELECT {{ check.column }}, COUNT(*) AS copies {{ m.checked_rows(check.table, window_column) }}
 GROUP BY {{ check.column }} HAVING COUNT(*) > 1 ORDER BY copies DESC
-{%- elif check.column -%}
+{%- elif check.check_type == 'null' -%}
 SELECT * {{ m.checked_rows(check.table, window_column, check.column ~ ' IS NULL') }}
 {%- elif check.check_type == 'row_condition' -%}
 SELECT * {{ m.checked_rows(check.table, window_column, '(CASE WHEN ' ~ check.condition ~ ' THEN 0 ELSE 1 END) = 1') }}

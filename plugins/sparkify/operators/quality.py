@@ -23,6 +23,8 @@ from sparkify.warehouse import WarehouseOperatorMixin
 from sparkify.window import Window, run_window
 
 SAMPLE_ROWS = 5
+# The common.sql column checks whose offending rows include/sql/checks/offending_rows.sql lists.
+COLUMN_CHECKS = ("null_check", "unique_check")
 
 
 @dataclass(frozen=True)
@@ -43,12 +45,18 @@ class Check:
 
 
 def table_checks(table: str, spec: dict) -> list[Check]:
-    """The checks ``spec`` declares on ``table`` (see sparkify.quality)."""
+    """The checks ``spec`` declares on ``table`` (see sparkify.quality). A column check is one of
+    ``COLUMN_CHECKS`` with an ``equal_to`` condition, as common.sql writes them; any other raises
+    ``ValueError``."""
     checks = []
     for column, kinds in spec.get("columns", {}).items():
-        for kind in kinds:
+        for kind, condition in kinds.items():
+            if kind not in COLUMN_CHECKS or set(condition) != {"equal_to"}:
+                raise ValueError(f"check {table}.{column}.{kind} {condition}: a column check is one of "
+                                 f"{', '.join(COLUMN_CHECKS)} with an equal_to condition")
             checks.append(Check(table, f"{column}.{kind}", kind.removesuffix("_check"), f"{column} {kind}",
-                                SQLColumnCheckOperator.column_checks[kind].format(column=column), "0", column=column))
+                                SQLColumnCheckOperator.column_checks[kind].format(column=column),
+                                str(int(condition["equal_to"])), column=column))
     for name, condition in spec.get("rows", {}).items():
         # CASE, not NOT (...): a row where the condition is NULL doesn't meet it either.
         checks.append(Check(table, name, "row_condition", condition,
@@ -89,6 +97,8 @@ class QualityChecksOperator(WarehouseOperatorMixin, BaseSQLOperator):
         self.checks = checks
         self.windowed = windowed
         self.anomalies = anomalies
+        for table, spec in checks.items():
+            table_checks(table, spec)  # an unsupported check fails the DAG's import, not a run
         self.window_columns = {table: spec["window_column"]
                                for table, spec in checks.items() if windowed and "window_column" in spec}
         self.sql: list[str] = []  # the queries run: OpenLineage reads their tables as inputs

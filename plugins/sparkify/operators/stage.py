@@ -11,9 +11,9 @@ from airflow.sdk.exceptions import AirflowFailException
 
 from sparkify.buckets import require_bucket
 from sparkify.staging.changes import missing_objects
-from sparkify.staging.base import SchemaDrift, StageJob, TooManyRejects, list_objects, validate_identifier
+from sparkify.staging.base import SchemaDrift, StageJob, TooManyRejects, list_objects
 from sparkify.staging.ledger import Ledger
-from sparkify.warehouse import WarehouseOperatorMixin
+from sparkify.warehouse import WarehouseOperatorMixin, validate_identifier
 from sparkify.window import run_window
 
 if TYPE_CHECKING:

@@ -3,12 +3,13 @@ and the staging table's settings and hooks (``StageJob``)."""
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator, Protocol, Sequence
 
 from airflow.sdk.exceptions import AirflowFailException
+
+from sparkify.warehouse import validate_identifier
 
 if TYPE_CHECKING:
     from airflow.providers.amazon.aws.hooks.s3 import S3Hook
@@ -16,15 +17,6 @@ if TYPE_CHECKING:
     from sparkify.key_presence import KeyCounts
     from sparkify.records import Column
     from sparkify.warehouse import Warehouse
-
-IDENTIFIER = re.compile(r"^[a-z_][a-z0-9_]*$")
-
-
-def validate_identifier(name: str, what: str) -> str:
-    if not IDENTIFIER.match(name):
-        raise AirflowFailException(f"{what} {name!r} is not a plain lower-case SQL identifier")
-    return name
-
 
 @dataclass(frozen=True)
 class SourceObject:
